@@ -1,0 +1,14 @@
+"""resnet_nb: ResNet from the residual block up.
+
+The package behind the resnet-nb book. Chapters build teaching versions of each
+piece step by step; this package holds the versions they import and check against.
+
+Modules
+-------
+models   residual blocks, torchvision-compatible ResNets, the paper's CIFAR ResNets
+data     dataset discovery (download / offline copy), cached uint8 tensors, splits
+params   validation of chapter and command-line parameters
+report   provenance and small display helpers for chapters
+"""
+
+__version__ = "0.1.0"
