@@ -27,6 +27,7 @@ from resnet_nb.models import (
     count_flops,
     count_parameters,
     feature_map_shapes,
+    flops_by_module,
 )
 
 IMAGENET_NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -352,6 +353,17 @@ def test_flops_count_by_hand() -> None:
     model = cifar_resnet(8)
     assert count_flops(model, (1, 3, 32, 32)) == 2 * multiply_adds
     assert count_flops(model, (4, 3, 32, 32)) == 4 * 2 * multiply_adds
+
+
+def test_flops_by_module() -> None:
+    model = models.resnet50()
+    per_child = flops_by_module(model, (1, 3, 64, 64))
+    assert list(per_child) == [name for name, _ in model.named_children()]
+    assert sum(per_child.values()) == count_flops(model, (1, 3, 64, 64))
+    assert per_child["bn1"] == per_child["maxpool"] == 0
+    assert per_child["fc"] == 2 * 2048 * 1000
+    small = flops_by_module(cifar_resnet(8), (1, 3, 32, 32))
+    assert small["layer1"] == 2 * 2 * (16 * 9 * 16 * 32 * 32)
 
 
 def test_count_parameters_trainable_only() -> None:
