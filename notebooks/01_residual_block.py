@@ -1,7 +1,13 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: -ExecuteTime,-execution,-collapsed,-scrolled
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -28,8 +34,8 @@
 # Each teaching version is then compared with the block that
 # `resnet_nb.models` provides: same weights in, same numbers out.
 # On the way we write down the math of why the shortcut helps, and we end
-# with a live experiment: gradient norms, layer by layer, in a 56-layer plain
-# network and a 56-layer residual network at initialization.
+# with a live experiment: gradient norms, layer by layer, in a deep plain
+# network and a residual network of the same depth, at initialization.
 
 # %%
 import time
@@ -312,7 +318,15 @@ def assert_same_outputs(teaching: nn.Module, library: nn.Module, x: Tensor) -> N
     print(f"{type(library).__name__}: same outputs as the teaching block ({mode})")
 
 # %% [markdown]
-# LIBRARY-BASICBLOCK-PLACEHOLDER
+# The library's `BasicBlock`:
+
+# %%
+display(Code(inspect.getsource(models.BasicBlock), language="python"))
+
+# %%
+torch.manual_seed(seed)
+assert_same_outputs(TeachingBasicBlock(64, 64), models.BasicBlock(64, 64), x)
+
 
 # %% [markdown]
 # ## The projection shortcut (option B)
@@ -340,7 +354,27 @@ print("output         ", tuple(out.shape))
 assert out.shape == (8, 128, 28, 28)
 
 # %% [markdown]
-# LIBRARY-PROJECTION-PLACEHOLDER
+# The library block takes the same `downsample` module;
+# `ResNet._make_layer` builds it whenever the stride or the width changes.
+
+# %%
+torch.manual_seed(seed)
+assert_same_outputs(
+    TeachingBasicBlock(
+        64,
+        128,
+        stride=2,
+        downsample=nn.Sequential(conv1x1(64, 128, stride=2), nn.BatchNorm2d(128)),
+    ),
+    models.BasicBlock(
+        64,
+        128,
+        stride=2,
+        downsample=nn.Sequential(models.conv1x1(64, 128, 2), nn.BatchNorm2d(128)),
+    ),
+    x,
+)
+
 
 # %% [markdown]
 # ## The zero-padding shortcut (option A)
@@ -356,9 +390,8 @@ assert out.shape == (8, 128, 28, 28)
 # the plain net of the same depth.
 # The CIFAR nets have 16, 32 and 64 channels in their three stages;
 # here is the step from the first stage to the second, on 32x32 inputs.
-# We pad the new channels equally on both sides, as common CIFAR
-# implementations do; where the zeros go does not matter to the network,
-# which learns its weights around them.
+# We append the zero channels after the existing ones; where they go
+# does not matter to the network, which learns its weights around them.
 
 # %%
 class ZeroPadShortcut(nn.Module):
@@ -371,9 +404,8 @@ class ZeroPadShortcut(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x[:, :, :: self.stride, :: self.stride]
-        before = self.extra // 2
         # F.pad pads the last dimensions first: (W, W, H, H, C, C)
-        return F.pad(x, (0, 0, 0, 0, before, self.extra - before))
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra))
 
 
 # %%
@@ -384,8 +416,8 @@ s = shortcut(x_cifar)
 print("input    ", tuple(x_cifar.shape))
 print("shortcut ", tuple(s.shape))
 assert s.shape == (8, 32, 16, 16)
-assert torch.equal(s[:, 8:24], x_cifar[:, :, ::2, ::2])
-assert not s[:, :8].any() and not s[:, 24:].any()
+assert torch.equal(s[:, :16], x_cifar[:, :, ::2, ::2])
+assert not s[:, 16:].any()
 print("parameters in the shortcut:", sum(p.numel() for p in shortcut.parameters()))
 
 # %%
@@ -396,7 +428,37 @@ print("output", tuple(out.shape))
 assert out.shape == (8, 32, 16, 16)
 
 # %% [markdown]
-# LIBRARY-OPTION-A-PLACEHOLDER
+# The paper's CIFAR nets are built from `resnet_nb.models.CifarBlock`,
+# a basic block whose `shortcut` argument picks option `"A"` or `"B"`
+# (and whose `plain=True` drops the shortcut, for the plain nets of the
+# experiment below). Its zero-padding shortcut is `ZeroPadShortcut`:
+
+# %%
+display(Code(inspect.getsource(models.ZeroPadShortcut), language="python"))
+display(Code(inspect.getsource(models.CifarBlock), language="python"))
+
+# %% [markdown]
+# Option A has no parameters, so only the two convolutions and BNs are
+# copied; option B's projection is copied with them.
+
+# %%
+torch.manual_seed(seed)
+assert_same_outputs(block_a, models.CifarBlock(16, 32, 2, shortcut="A"), x_cifar)
+block_b = TeachingBasicBlock(
+    16,
+    32,
+    stride=2,
+    downsample=nn.Sequential(conv1x1(16, 32, stride=2), nn.BatchNorm2d(32)),
+)
+assert_same_outputs(block_b, models.CifarBlock(16, 32, 2, shortcut="B"), x_cifar)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name in ("A", "B"):
+    lib_block = models.CifarBlock(16, 32, 2, shortcut=name)
+    print(f"CifarBlock(16, 32, stride=2, shortcut={name!r}):", end=" ")
+    print(f"{models.count_parameters(lib_block):,} parameters")
+
 
 # %% [markdown]
 # ## The bottleneck block
@@ -485,7 +547,25 @@ print(f"bottleneck, 256 -> 64 -> 256:   {n_params(bottleneck):>9,} parameters")
 assert n_params(bottleneck) < n_params(basic_256) / 8
 
 # %% [markdown]
-# LIBRARY-BOTTLENECK-PLACEHOLDER
+# The library's `Bottleneck`, checked with and without a projection:
+
+# %%
+display(Code(inspect.getsource(models.Bottleneck), language="python"))
+
+# %%
+torch.manual_seed(seed)
+assert_same_outputs(bottleneck, models.Bottleneck(256, 64), x256)
+assert_same_outputs(
+    bottleneck_down,
+    models.Bottleneck(
+        256,
+        128,
+        stride=2,
+        downsample=nn.Sequential(models.conv1x1(256, 512, 2), nn.BatchNorm2d(512)),
+    ),
+    x256,
+)
+
 
 # %% [markdown]
 # ## Why the shortcut helps: the Jacobian of a block
@@ -570,12 +650,17 @@ print(f"with the final ReLU, {int(mask.sum())} of {n} rows keep the identity")
 #
 # always contains $\partial \mathcal{L} / \partial x_L$ unchanged
 # {cite}`he2016identity`.
-# Note this is still "BN directly after a convolution" from the point of
-# view of the *previous* convolution; only the grouping into blocks moved.
+# Here BN normalizes the *input* of each convolution: the second BN still
+# sits right after the first convolution, while the first BN normalizes
+# the sum arriving on the identity path.
+# That is a deliberate redesign of the whole block {cite}`he2016identity`,
+# not a licence to put BN in front of the convolutions of the original
+# block.
 #
-# When the shape changes, the projection shortcut is applied to the
-# pre-activated input (after the first BN and ReLU), as in the paper's
-# code; otherwise the shortcut is the raw input.
+# When the shape changes, a projection (a 1x1 convolution; the BN in
+# front of it is already there) is applied to the pre-activated input,
+# after the first BN and ReLU, as in the paper's code.
+# Otherwise the shortcut is the raw input $x$.
 
 # %%
 class TeachingPreActBlock(nn.Module):
@@ -583,19 +668,23 @@ class TeachingPreActBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(inplanes)
+        self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
-        self.shortcut: nn.Module | None = None
-        if stride != 1 or in_planes != planes * self.expansion:
-            self.shortcut = conv1x1(in_planes, planes * self.expansion, stride)
+        self.downsample = downsample
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
-        identity = self.shortcut(out) if self.shortcut is not None else x
+        identity = x if self.downsample is None else self.downsample(out)
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
         out += identity
@@ -608,7 +697,9 @@ preact = TeachingPreActBlock(64, 64)
 out = preact(x)
 print("identity shortcut:  ", tuple(x.shape), "->", tuple(out.shape))
 assert out.shape == x.shape
-preact_down = TeachingPreActBlock(64, 128, stride=2)
+preact_down = TeachingPreActBlock(
+    64, 128, stride=2, downsample=conv1x1(64, 128, stride=2)
+)
 out = preact_down(x)
 print("projection shortcut:", tuple(x.shape), "->", tuple(out.shape))
 assert out.shape == (8, 128, 28, 28)
@@ -625,15 +716,217 @@ torch.testing.assert_close(j_block, eye + j_branch)
 print("pre-activation block: dH/dx = I + dF/dx, no mask")
 
 # %% [markdown]
-# LIBRARY-PREACT-PLACEHOLDER
+# The library's `PreActBlock`:
+
+# %%
+display(Code(inspect.getsource(models.PreActBlock), language="python"))
+
+# %%
+torch.manual_seed(seed)
+assert_same_outputs(preact, models.PreActBlock(64, 64), x)
+assert_same_outputs(
+    preact_down,
+    models.PreActBlock(64, 128, 2, downsample=models.conv1x1(64, 128, 2)),
+    x,
+)
+
 
 # %% [markdown]
-# EXPERIMENT-PLACEHOLDER
+# ## Experiment: gradient norms at initialization, plain vs residual
+#
+# The paper's CIFAR experiments compare plain nets with ResNets of the same
+# depth {cite}`he2016deep`; at 56 layers the plain net trains *worse* than
+# the 20-layer one, the ResNet better.
+# Here we look at both nets before any training, as the library builds
+# them: `cifar_resnet(depth, plain=True)` and `cifar_resnet(depth)`
+# (shortcut option A), both with He initialization.
+# The two have exactly the same layers and parameters; the only difference
+# is the shortcuts.
+#
+# We push one batch through each net in training mode, backpropagate the
+# cross-entropy loss, and record, for each of the `depth` weighted layers
+# (convolutions and the final linear layer, in forward order), the norm of
+# the gradient of its weight.
+# The batch is random: Gaussian images and random labels. At
+# initialization the network knows nothing about images yet, so this
+# measures the architecture, not the data, and needs no dataset.
+
+# %%
+print(f"depth {depth}: {(depth - 2) // 6} blocks per stage")
+torch.manual_seed(seed)
+images = torch.randn(batch_size, 3, 32, 32)
+labels = torch.randint(0, 10, (batch_size,))
+
+
+def measure(plain: bool) -> tuple[list[float], list[float]]:
+    """Weight-gradient norm per weighted layer, activation std per block."""
+    torch.manual_seed(seed)
+    net = models.cifar_resnet(depth, plain=plain).train()
+    stds: list[float] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: stds.append(out.std().item()))
+        for m in net.modules()
+        if isinstance(m, models.CifarBlock)
+    ]
+    loss = F.cross_entropy(net(images), labels)
+    loss.backward()
+    for hook in hooks:
+        hook.remove()
+    weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(weighted) == depth, "option A adds no weighted layers"
+    grads = [m.weight.grad.norm().item() for m in weighted]
+    return grads, stds
+
+
+grads = {}
+stds = {}
+for name, plain in ((f"plain-{depth}", True), (f"ResNet-{depth}", False)):
+    grads[name], stds[name] = measure(plain)
+
+# %% mystnb={"figure": {"caption": "Norm of each weighted layer's weight gradient at initialization, for one batch, in the plain net and the ResNet of the same depth (log scale). Layer 1 is the first convolution, the last layer is the classifier.", "name": "fig-grad-norms"}}
+colors = {f"plain-{depth}": "tab:red", f"ResNet-{depth}": "tab:blue"}
+fig, ax = plt.subplots(figsize=(7, 3.8))
+for name, g in grads.items():
+    layer = range(1, len(g) + 1)
+    ax.plot(layer, g, marker=".", color=colors[name], label=name)
+ax.set_yscale("log")
+ax.set_xlabel("layer (input side -> output side)")
+ax.set_ylabel("weight-gradient norm")
+ax.set_title("Gradient norms at initialization")
+ax.grid(True, which="major", alpha=0.3)
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The summary compares the first convolution with the last one
+# (the classifier is left out of the ratio: its gradient has a different
+# form, the features times the error of the softmax), and gives the spread,
+# the largest over the smallest norm among all convolutions.
+
+# %%
+summary = {}
+print(f"{'net':<12}{'first conv':>12}{'last conv':>12}{'first/last':>12}{'max/min':>10}")
+for name, g in grads.items():
+    convs = g[:-1]
+    ratio = convs[0] / convs[-1]
+    spread = max(convs) / min(convs)
+    summary[name] = (ratio, spread)
+    print(
+        f"{name:<12}{convs[0]:>12.3g}{convs[-1]:>12.3g}{ratio:>12.3g}{spread:>10.3g}"
+    )
+
+# %%
+plain_ratio, plain_spread = summary[f"plain-{depth}"]
+res_ratio, res_spread = summary[f"ResNet-{depth}"]
+
+
+def fmt(value: float) -> str:
+    """A number for prose: thousands separators when large, 3 digits else."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def direction(ratio: float) -> str:
+    """How the gradient changes from the last convolution back to the first."""
+    per_layer = ratio ** (1 / (depth - 2))  # geometric rate over the convs
+    if ratio >= 1:
+        return f"grows by a factor of {fmt(ratio)} (about {per_layer:.3g}x per layer)"
+    return f"shrinks by a factor of {fmt(1 / ratio)} (about {1 / per_layer:.3g}x per layer)"
+
+
+display(
+    Markdown(
+        f"From the last convolution back to the first, the gradient norm "
+        f"of the plain-{depth} net {direction(plain_ratio)}. "
+        f"In ResNet-{depth} it {direction(res_ratio)}. "
+        f"Across all convolutions the norms span a factor of "
+        f"{fmt(plain_spread)} in the plain net and {fmt(res_spread)} in the ResNet."
+    )
+)
+
+# %% [markdown]
+# Read {numref}`fig-grad-norms` with the Jacobian argument in mind.
+# In the plain net the gradient reaching layer $l$ is a product of one
+# Jacobian per layer above it, so it changes *geometrically* with depth:
+# a straight line on the log scale.
+# With BN after every convolution it does not vanish, which is why the
+# paper rules out vanishing gradients as the reason its plain nets train
+# badly {cite}`he2016deep`; at initialization, BN instead makes each
+# block's Jacobian slightly expanding, and the product grows toward the
+# input.
+# The first layers of the plain net thus get gradients orders of
+# magnitude larger than the last ones, and no single learning rate suits
+# them all.
+# In the ResNet the identity path carries the gradient from the loss to
+# every block without passing through the others' Jacobians, and the
+# curve is far flatter.
+# (Its classifier, the last point, gets a larger gradient than the plain
+# net's because its input features are larger; see the forward signal
+# below.)
+#
+# The forward signal tells the same story from the other side.
+# Below is the standard deviation of each block's output:
+# in the plain net BN resets it at every block; in the ResNet each block
+# adds its residual to the identity path, so, as $x_L = x_l + \sum_i F(x_i)$
+# says, the variance accumulates with depth
+# (the zero-padding shortcuts, which carry only half the channels into
+# each wider stage, set it back at the stage boundaries).
+
+# %% mystnb={"figure": {"caption": "Standard deviation of each block's output at initialization, for the same batch.", "name": "fig-activation-std"}}
+fig, ax = plt.subplots(figsize=(7, 3.2))
+for name, sd in stds.items():
+    ax.plot(range(1, len(sd) + 1), sd, marker=".", color=colors[name], label=name)
+ax.set_xlabel("block")
+ax.set_ylabel("std of block output")
+ax.set_title("Forward signal at initialization")
+ax.grid(True, alpha=0.3)
+ax.legend()
+plt.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Summary
 #
-# SUMMARY-PLACEHOLDER
+# * A block's convolutions are followed by BN and then ReLU,
+#   $\operatorname{ReLU}(x) = \max(0, x)$; BN comes *after* its
+#   convolution, which therefore needs no bias.
+# * A residual block computes $H(x) = F(x) + x$. The stacked layers learn
+#   the residual $F(x) = H(x) - x$, not the output.
+# * When a block halves the resolution and widens the channels, the
+#   shortcut must change shape too: a 1x1 convolution of stride 2 with BN
+#   (option B), or subsampling plus zero channels, with no parameters
+#   (option A, the paper's choice on CIFAR).
+# * The bottleneck (1x1 reduce, 3x3, 1x1 expand by 4) keeps wide blocks
+#   cheap; it is the block of ResNet-50 and deeper.
+# * The Jacobian of a residual block is $I + \partial F / \partial x$, so the
+#   gradient through many blocks keeps a direct identity path.
+#   Pre-activation blocks (BN -> ReLU -> conv, nothing after the addition)
+#   make that path exact: $x_L = x_l + \sum_i F(x_i)$.
+# * At initialization the plain net's gradient norms change geometrically
+#   from layer to layer ({numref}`fig-grad-norms`), the ResNet's stay in a
+#   narrow band.
+# * `resnet_nb.models` holds the library versions of every block built
+#   here; each gave the same outputs as its teaching version.
+#
+# ## Exercises
+#
+# 1. Rerun the chapter with `depth = 20` and `depth = 110`
+#    (e.g. with papermill: `-p depth 110`). How do the first/last ratio and
+#    the per-layer factor of the plain net change with depth?
+# 2. Build a 56-layer plain stack *without* BN from `PlainPair` blocks
+#    (with He initialization) and measure its gradient norms. Do they
+#    vanish or explode now? What does BN change?
+# 3. Build the same nets with `shortcut="B"`. How many weighted layers and
+#    how many extra parameters (`models.count_parameters`) do the projections
+#    add?
+# 4. Stack `TeachingPreActBlock`s into a CIFAR net (add a final BN and ReLU
+#    before pooling) and add it to {numref}`fig-grad-norms`.
+# 5. Set $\gamma = 0$ in the last BN of every residual branch
+#    (`zero_init_residual` in torchvision). What is each block's Jacobian at
+#    initialization, and what happens to the forward signal in
+#    {numref}`fig-activation-std`?
+# 6. Put BN *before* a convolution with a bias and repeat the check of the
+#    BN section. Why does the bias no longer cancel?
 
 # %% [markdown]
 # ## Provenance
