@@ -806,14 +806,15 @@ plt.show()
 
 # %%
 summary = {}
-print(f"{'net':<12}{'first conv':>12}{'last conv':>12}{'first/last':>12}{'max/min':>10}")
+header = ("net", "first conv", "last conv", "first/last", "max/min")
+print(f"{header[0]:<12}" + "".join(f"{h:>12}" for h in header[1:]))
 for name, g in grads.items():
     convs = g[:-1]
     ratio = convs[0] / convs[-1]
     spread = max(convs) / min(convs)
     summary[name] = (ratio, spread)
     print(
-        f"{name:<12}{convs[0]:>12.3g}{convs[-1]:>12.3g}{ratio:>12.3g}{spread:>10.3g}"
+        f"{name:<12}{convs[0]:>12.3g}{convs[-1]:>12.3g}{ratio:>12.3g}{spread:>12.3g}"
     )
 
 # %%
@@ -828,10 +829,10 @@ def fmt(value: float) -> str:
 
 def direction(ratio: float) -> str:
     """How the gradient changes from the last convolution back to the first."""
-    per_layer = ratio ** (1 / (depth - 2))  # geometric rate over the convs
-    if ratio >= 1:
-        return f"grows by a factor of {fmt(ratio)} (about {per_layer:.3g}x per layer)"
-    return f"shrinks by a factor of {fmt(1 / ratio)} (about {1 / per_layer:.3g}x per layer)"
+    factor = max(ratio, 1 / ratio)
+    per_layer = factor ** (1 / (depth - 2))  # geometric rate over the convs
+    verb = "grows" if ratio >= 1 else "shrinks"
+    return f"{verb} by a factor of {fmt(factor)} (about {per_layer:.3g}x per layer)"
 
 
 display(
