@@ -335,6 +335,9 @@ def _cached(
 # --------------------------------------------------------------------------- decoding
 
 
+_TORCHVISION_CODEC_DEPRECATION = "The image decoding and encoding capabilities of TorchVision are deprecated"
+
+
 @functools.cache
 def _jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
     """torchvision's libjpeg decoder (about 3x faster than Pillow here), if it loads."""
@@ -398,18 +401,22 @@ def _decode_all(
     """
     out: torch.Tensor | None = None
     reference = ""
-    for i, name in enumerate(names):
-        try:
-            img = _decode_image(read(name), size=size)
-        except _DECODE_ERRORS as exc:
-            raise corrupt(name, f"{type(exc).__name__}: {exc}") from exc
-        if out is None:
-            shape = expected if expected is not None else tuple(img.shape)
-            out = torch.empty((len(names), *shape), dtype=torch.uint8)
-            reference = "the expected size" if expected is not None else name
-        if img.shape != out.shape[1:]:
-            raise mismatch(name, tuple(img.shape), reference, tuple(out.shape[1:]))
-        out[i] = img
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs and warns on every call;
+        # when they are gone, _jpeg_decoder() returns None and Pillow does the work.
+        warnings.filterwarnings("ignore", message=_TORCHVISION_CODEC_DEPRECATION, category=DeprecationWarning)
+        for i, name in enumerate(names):
+            try:
+                img = _decode_image(read(name), size=size)
+            except _DECODE_ERRORS as exc:
+                raise corrupt(name, f"{type(exc).__name__}: {exc}") from exc
+            if out is None:
+                shape = expected if expected is not None else tuple(img.shape)
+                out = torch.empty((len(names), *shape), dtype=torch.uint8)
+                reference = "the expected size" if expected is not None else name
+            if img.shape != out.shape[1:]:
+                raise mismatch(name, tuple(img.shape), reference, tuple(out.shape[1:]))
+            out[i] = img
     if out is None:
         raise ValueError("no images to decode")
     return out
