@@ -109,16 +109,24 @@ def write_batches(folder: Path, seed: int = 0) -> dict[str, tuple[np.ndarray, li
     for name, n in [*((f"data_batch_{i}", 4) for i in range(1, 6)), ("test_batch", 10)]:
         pixels = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
         labels = [int(v) for v in rng.integers(0, 10, size=n)]
-        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": pixels,
-                 b"filenames": [b"x.png"] * n}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": pixels,
+            b"filenames": [b"x.png"] * n,
+        }
         (folder / name).write_bytes(pickle.dumps(batch))
         written[name] = (pixels, labels)
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in CIFAR10_CLASSES]}))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({b"label_names": [c.encode() for c in CIFAR10_CLASSES]})
+    )
     return written
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
@@ -161,7 +169,9 @@ def test_data_root_prefers_argument_then_environment_then_cwd(
     assert data_root("rel") == tmp_path / "rel"
 
 
-def test_cache_dir_prefers_environment_then_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_cache_dir_prefers_environment_then_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     assert cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("RESNET_NB_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -186,7 +196,9 @@ def test_zip_copy_loads_with_cifar_labels(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("tiny_sizes")
-def test_pillow_fallback_gives_the_same_pixels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_pillow_fallback_gives_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     write_zip(tmp_path / "cifar10-jpeg.zip", cifar_members())
     fast = load_cifar10("test", root=tmp_path, download=False)
     monkeypatch.setenv("RESNET_NB_CACHE", str(tmp_path / "other-cache"))
@@ -243,7 +255,9 @@ def test_batches_that_run_code_when_unpickled_are_refused(tmp_path: Path) -> Non
         def __reduce__(self) -> tuple:
             return (os.system, ("echo pwned",))
 
-    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({b"data": Payload()}))
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(
+        pickle.dumps({b"data": Payload()})
+    )
     with pytest.raises(DataCorruptError, match="test_batch.*refusing to load"):
         load_cifar10("test", root=tmp_path, download=False)
 
@@ -257,7 +271,9 @@ def test_incomplete_batches_folder_says_which_file_is_missing(tmp_path: Path) ->
 
 
 @pytest.mark.usefixtures("tiny_sizes")
-def test_download_is_used_when_nothing_is_present(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_download_is_used_when_nothing_is_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls = []
 
     def fake_download(dataset: str, root: Path) -> None:
@@ -367,7 +383,9 @@ def test_incomplete_copy_is_reported_with_counts(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("tiny_sizes")
-def test_real_cifar10_counts_are_expected_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_cifar10_counts_are_expected_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(D, "_CIFAR10_SIZES", {"train": 50_000, "test": 10_000})
     write_zip(tmp_path / "cifar10-jpeg.zip", cifar_members())
     with pytest.raises(DataCorruptError, match="expected 5,000 images per class"):
@@ -400,7 +418,9 @@ def test_second_load_comes_from_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_p
     write_zip(root / "cifar10-jpeg.zip", cifar_members())
     before = sorted(p.name for p in root.iterdir())
     first = load_cifar10("train", root=root, download=False)
-    assert sorted(p.name for p in root.iterdir()) == before, "nothing may be written into the data root"
+    assert sorted(p.name for p in root.iterdir()) == before, (
+        "nothing may be written into the data root"
+    )
     cached = list((tmp_path / "cache").glob("*.pt"))
     assert len(cached) == 1 and not list((tmp_path / "cache").glob("*.tmp"))
 
@@ -437,7 +457,9 @@ def test_damaged_cache_file_is_decoded_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("tiny_sizes")
-def test_unwritable_cache_warns_and_still_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_unwritable_cache_warns_and_still_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("RESNET_NB_CACHE", str(blocker / "cache"))
@@ -471,7 +493,9 @@ def test_truncated_idx_file_is_reported(tmp_path: Path) -> None:
         load_fashion_mnist("test", root=tmp_path, download=False)
 
 
-def test_fashion_mnist_not_found_lists_files_and_fixes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_fashion_mnist_not_found_lists_files_and_fixes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def offline(dataset: str, root: Path) -> None:
         assert dataset == "fashion_mnist"
         raise urllib.error.URLError("no route to host")
@@ -497,7 +521,9 @@ def test_image_folder_converts_modes_to_rgb(tmp_path: Path) -> None:
     save_image(tmp_path / "cats" / "a.png", Image.new("L", (8, 6), 100))
     save_image(tmp_path / "cats" / "b.png", Image.new("RGBA", (8, 6), (10, 20, 30, 128)))
     save_image(tmp_path / "dogs" / "c.png", Image.new("P", (8, 6), 3))
-    save_image(tmp_path / "dogs" / "nested" / "d.jpg", Image.new("RGB", (8, 6), (200, 0, 0)), "JPEG")
+    save_image(
+        tmp_path / "dogs" / "nested" / "d.jpg", Image.new("RGB", (8, 6), (200, 0, 0)), "JPEG"
+    )
     (tmp_path / "dogs" / ".DS_Store").write_bytes(b"\0\0junk")
     (tmp_path / "dogs" / "Thumbs.db").write_bytes(b"\0\0junk")
     (tmp_path / "README.md").write_text("a note beside the class folders")
@@ -556,7 +582,9 @@ def test_image_folder_layout_errors(tmp_path: Path) -> None:
         load_image_folder(tmp_path, size=0)
 
 
-def test_image_folder_cache_follows_the_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_image_folder_cache_follows_the_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = tmp_path / "imgs"
     save_image(root / "a" / "1.png", Image.new("RGB", (4, 4), (1, 1, 1)))
     save_image(root / "b" / "2.png", Image.new("RGB", (4, 4), (2, 2, 2)))
@@ -629,7 +657,9 @@ def test_subset_by_positions_tensor_and_mask() -> None:
 
 def test_train_val_split_defaults_are_45000_and_5000() -> None:
     n = 50_000
-    data = ImageData(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n) % 10, list("abcdefghij"), "s")
+    data = ImageData(
+        torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n) % 10, list("abcdefghij"), "s"
+    )
     train, val = train_val_split(data)
     assert (len(train), len(val)) == (45_000, 5_000)
     assert "seed 0" in val.source
@@ -646,7 +676,9 @@ def test_train_val_split_is_deterministic_and_disjoint() -> None:
     ids_train, ids_val = set(train.images.flatten().tolist()), set(val.images.flatten().tolist())
     assert len(ids_val) == 20 and len(ids_train) == 80
     assert ids_train.isdisjoint(ids_val) and ids_train | ids_val == set(range(n))
-    assert torch.equal(train.labels, train.images.flatten().long() % 4), "labels must follow their images"
+    assert torch.equal(train.labels, train.images.flatten().long() % 4), (
+        "labels must follow their images"
+    )
     _, other = train_val_split(data, val_size=20, seed=4)
     assert not torch.equal(other.images, val.images)
 
@@ -705,7 +737,9 @@ def real_cifar(real_cache: Path, real_jpeg_root: Path) -> dict[str, ImageData]:
 
 
 @needs_real_zip
-def test_real_copy_has_cifar10_shapes_and_balanced_classes(real_cifar: dict[str, ImageData]) -> None:
+def test_real_copy_has_cifar10_shapes_and_balanced_classes(
+    real_cifar: dict[str, ImageData],
+) -> None:
     for split, per_class in (("train", 5_000), ("test", 1_000)):
         data = real_cifar[split]
         assert data.images.shape == (10 * per_class, 3, 32, 32)
@@ -723,7 +757,10 @@ def test_real_train_stats_match_the_data_readme(real_cifar: dict[str, ImageData]
 
 @needs_real_zip
 def test_real_second_load_reads_the_cache(
-    monkeypatch: pytest.MonkeyPatch, real_cache: Path, real_jpeg_root: Path, real_cifar: dict[str, ImageData]
+    monkeypatch: pytest.MonkeyPatch,
+    real_cache: Path,
+    real_jpeg_root: Path,
+    real_cifar: dict[str, ImageData],
 ) -> None:
     monkeypatch.setenv("RESNET_NB_CACHE", str(real_cache))
 
