@@ -40,7 +40,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -623,7 +623,7 @@ def _cifar10_from_zip(path: Path, split: str) -> ImageData:
         with archive:
             by_class: dict[str, list[str]] = {}
             for member in archive.namelist():
-                parts = PurePosixPath(member).parts
+                parts = member.split("/")
                 if member.endswith("/") or len(parts) < 3 or any(_is_junk(p) for p in parts):
                     continue
                 if parts[-3] == split:
