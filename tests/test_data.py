@@ -72,9 +72,10 @@ def colour(label: int, index: int, shift: int = 0) -> tuple[int, int, int]:
 
 
 def jpeg_bytes(rgb: tuple[int, int, int], size: tuple[int, int] = (32, 32)) -> bytes:
+    """A flat-colour JPEG, padded after its end marker to 1,000 bytes so sizes never vary."""
     buf = io.BytesIO()
     Image.new("RGB", size, rgb).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
+    return buf.getvalue().ljust(1000, b"\0")
 
 
 def cifar_members(shift: int = 0, classes: tuple[str, ...] = CIFAR10_CLASSES) -> dict[str, bytes]:
@@ -263,6 +264,17 @@ def test_batches_that_run_code_when_unpickled_are_refused(tmp_path: Path) -> Non
 
 
 @pytest.mark.usefixtures("tiny_sizes")
+def test_batch_with_labels_outside_cifar10_is_reported(tmp_path: Path) -> None:
+    write_batches(tmp_path / "cifar-10-batches-py")
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch = pickle.loads(path.read_bytes())
+    batch[b"labels"][3] = 10
+    path.write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataCorruptError, match="labels outside 0..9"):
+        load_cifar10("test", root=tmp_path, download=False)
+
+
+@pytest.mark.usefixtures("tiny_sizes")
 def test_incomplete_batches_folder_says_which_file_is_missing(tmp_path: Path) -> None:
     write_batches(tmp_path / "cifar-10-batches-py")
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
@@ -442,6 +454,7 @@ def test_changed_source_invalidates_the_cache(tmp_path: Path) -> None:
     assert_colours(load_cifar10("test", root=tmp_path, download=False), shift=0)
     stat = path.stat()
     write_zip(path, cifar_members(shift=7))
+    assert path.stat().st_size == stat.st_size, "same size: only the time can tell them apart"
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert_colours(load_cifar10("test", root=tmp_path, download=False), shift=7)
 
@@ -529,6 +542,7 @@ def test_image_folder_converts_modes_to_rgb(tmp_path: Path) -> None:
     (tmp_path / "dogs" / ".DS_Store").write_bytes(b"\0\0junk")
     (tmp_path / "dogs" / "Thumbs.db").write_bytes(b"\0\0junk")
     (tmp_path / "README.md").write_text("a note beside the class folders")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
     data = load_image_folder(tmp_path)
     assert data.classes == ["cats", "dogs"]
     assert data.images.shape == (4, 3, 6, 8)
