@@ -851,7 +851,9 @@ def _fit(
     if model is None:
         from resnet_nb.models import build_model
 
-        model = build_model(config.model, num_classes=num_classes)
+        model = build_model(
+            config.model, num_classes=num_classes, in_channels=train.images.shape[1]
+        )
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.SGD(
