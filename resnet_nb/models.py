@@ -18,7 +18,8 @@ Two families live here.
 *Identity Mappings in Deep Residual Networks*.
 
 Helpers: :func:`build_model` (by name, see :data:`MODEL_NAMES`),
-:func:`count_parameters`, :func:`count_flops` and :func:`feature_map_shapes`.
+:func:`count_parameters`, :func:`count_flops`, :func:`flops_by_module` and
+:func:`feature_map_shapes`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "count_flops",
+    "flops_by_module",
     "feature_map_shapes",
 ]
 
@@ -328,7 +330,9 @@ class ResNet(nn.Module):
         # Pre-activation blocks end on a convolution: normalise before pooling.
         self.final_norm: nn.Module | None = None
         if block is PreActBlock:
-            self.final_norm = nn.Sequential(norm_layer(512 * block.expansion), nn.ReLU(inplace=True))
+            self.final_norm = nn.Sequential(
+                norm_layer(512 * block.expansion), nn.ReLU(inplace=True)
+            )
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
@@ -659,7 +663,7 @@ def cifar_resnet(
     plain: bool = False,
     in_channels: int = 3,
 ) -> CifarResNet:
-    """The paper's CIFAR ResNet (or, with ``plain=True``, plain net) of ``depth = 6n + 2`` layers."""
+    """The paper's CIFAR ResNet (``plain=True``: plain net) of ``depth = 6n + 2`` layers."""
     return CifarResNet(
         depth, shortcut=shortcut, num_classes=num_classes, plain=plain, in_channels=in_channels
     )
@@ -735,6 +739,23 @@ def _example_input(model: nn.Module, input_size: Sequence[int]) -> Tensor:
     return torch.zeros(size, device=first.device, dtype=first.dtype)
 
 
+def _flop_counts(model: nn.Module, input_size: Sequence[int]) -> tuple[int, dict[str, int]]:
+    """Total FLOPs and FLOPs per module path ("Root.layer1.0", ...) of one forward pass."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = _example_input(model, input_size)
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    per_module = {name: int(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
+    return int(counter.get_total_flops()), per_module
+
+
 def count_flops(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> int:
     """Floating-point operations of one forward pass, counted by PyTorch.
 
@@ -748,18 +769,23 @@ def count_flops(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) 
     The model runs once in eval mode without gradients, on a zero tensor of
     ``input_size`` (batch included); its training flag is restored afterwards.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    total, _ = _flop_counts(model, input_size)
+    return total
 
-    x = _example_input(model, input_size)
-    was_training = model.training
-    model.eval()
-    try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            model(x)
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops())
+
+def flops_by_module(
+    model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)
+) -> dict[str, int]:
+    """FLOPs of each top-level child of ``model``, by name and in order.
+
+    Counted as in :func:`count_flops` (2 per multiply-add). Children without
+    convolutions or matrix products (BatchNorm, ReLU, pooling) get 0; for a
+    ResNet the values add up to :func:`count_flops`.
+    """
+    _, per_module = _flop_counts(model, input_size)
+    # Paths look like "ResNet.layer1": the root module's class name, then the child's name.
+    by_child = {path.partition(".")[2]: n for path, n in per_module.items() if "." in path}
+    return {name: by_child.get(name, 0) for name, _ in model.named_children()}
 
 
 def feature_map_shapes(
