@@ -303,7 +303,7 @@ def test_lr_range_test_restores_weights() -> None:
 def _cli(out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "resnet_nb.train", "--dataset", "synthetic", "--model", "resnet20",
-        "--train-limit", "384", "--val-size", "128", "--batch-size", "64", "--epochs", "3",
+        "--train-limit", "256", "--val-size", "64", "--batch-size", "64", "--epochs", "3",
         "--lr", "0.2", "--device", "cpu", "--seed", "7", "--out", str(out), "--no-progress",
         *extra,
     ]
@@ -324,7 +324,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path: Path)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "no checkpoint after 60 s"
         time.sleep(0.05)
-    time.sleep(0.5)  # inside epoch 2
+    time.sleep(0.2)  # inside epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
