@@ -11,17 +11,20 @@ same machine, in one run:
   uint8, batched crop/flip on the device, fused normalisation, channels_last and
   the precision ``auto`` picks (bf16 autocast where supported).
 
-Prints images/s of each and the ratio. Uses the CIFAR-10 copy that
+The two loops are measured in alternating rounds (naive, engine, naive, ...) and
+the median of each is reported, so that other load on a shared machine hits both
+alike. Prints images/s of each round, the medians and their ratio. Uses the CIFAR-10 copy that
 :func:`resnet_nb.data.load_cifar10` finds (set ``RESNET_NB_DATA``), else synthetic
 images of the same shape (and says so).
 
-    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40]
+    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -67,7 +70,7 @@ def naive_images_per_s(
     ])
     loader = DataLoader(
         PILDataset(data, transform), batch_size=batch_size, shuffle=True,
-        num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+        num_workers=workers, drop_last=True,
     )
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=len(data.classes)).to(device)
@@ -116,6 +119,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="timed batches per loop")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches of the naive loop")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
+    p.add_argument("--rounds", type=int, default=3, help="alternating measurements of each loop")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="the engine's precision")
     p.add_argument("--compile", action="store_true", help="torch.compile in the engine")
@@ -133,18 +137,26 @@ def main() -> None:
           f"OMP threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
     print(f"data: {data.source}; model {args.model}; batch {args.batch_size}; "
           f"{args.steps} timed batches per loop")
-    naive = naive_images_per_s(
-        data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
-        warmup=args.warmup, workers=args.workers, device=device,
-    )
-    print(f"naive loop (PIL transforms, DataLoader x{args.workers} workers, fp32): "
+    naive_runs: list[float] = []
+    engine_runs: list[float] = []
+    precision = args.precision
+    for r in range(args.rounds):
+        naive_runs.append(naive_images_per_s(
+            data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
+            warmup=args.warmup, workers=args.workers, device=device,
+        ))
+        rate, precision = engine_images_per_s(
+            data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
+            device=str(device), precision=args.precision, compile=args.compile,
+        )
+        engine_runs.append(rate)
+        print(f"round {r + 1}: naive {naive_runs[-1]:.1f} img/s, engine {rate:.1f} img/s",
+              flush=True)
+    naive, engine = statistics.median(naive_runs), statistics.median(engine_runs)
+    print(f"naive loop (PIL transforms, DataLoader x{args.workers} workers, fp32), median: "
           f"{naive:8.1f} img/s")
-    engine, precision = engine_images_per_s(
-        data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
-        device=str(device), precision=args.precision, compile=args.compile,
-    )
     print(f"engine (on-device uint8 + tensor aug, channels_last, {precision}"
-          f"{', compiled' if args.compile else ''}): {engine:8.1f} img/s")
+          f"{', compiled' if args.compile else ''}), median: {engine:8.1f} img/s")
     print(f"ratio engine / naive: {engine / naive:.2f}x")
 
 

@@ -105,10 +105,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # CPU-friendly: a few minutes on two cores.
     "quick": {
         "model": "resnet20",
-        "epochs": 4,
+        "epochs": 3,
         "batch_size": 128,
         "lr": 0.2,
-        "train_limit": 10_000,
+        "train_limit": 8_000,
         "label_smoothing": 0.1,
         "out": "runs/quick",
     },
