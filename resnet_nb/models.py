@@ -330,7 +330,9 @@ class ResNet(nn.Module):
         # Pre-activation blocks end on a convolution: normalise before pooling.
         self.final_norm: nn.Module | None = None
         if block is PreActBlock:
-            self.final_norm = nn.Sequential(norm_layer(512 * block.expansion), nn.ReLU(inplace=True))
+            self.final_norm = nn.Sequential(
+                norm_layer(512 * block.expansion), nn.ReLU(inplace=True)
+            )
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
@@ -661,7 +663,7 @@ def cifar_resnet(
     plain: bool = False,
     in_channels: int = 3,
 ) -> CifarResNet:
-    """The paper's CIFAR ResNet (or, with ``plain=True``, plain net) of ``depth = 6n + 2`` layers."""
+    """The paper's CIFAR ResNet (``plain=True``: plain net) of ``depth = 6n + 2`` layers."""
     return CifarResNet(
         depth, shortcut=shortcut, num_classes=num_classes, plain=plain, in_channels=in_channels
     )
@@ -776,8 +778,9 @@ def flops_by_module(
 ) -> dict[str, int]:
     """FLOPs of each top-level child of ``model``, by name and in order.
 
-    Counted as in :func:`count_flops` (2 per multiply-add). Children without convolutions or matrix products (BatchNorm, ReLU,
-    pooling) get 0; for a ResNet the values add up to :func:`count_flops`.
+    Counted as in :func:`count_flops` (2 per multiply-add). Children without
+    convolutions or matrix products (BatchNorm, ReLU, pooling) get 0; for a
+    ResNet the values add up to :func:`count_flops`.
     """
     _, per_module = _flop_counts(model, input_size)
     # Paths look like "ResNet.layer1": the root module's class name, then the child's name.

@@ -851,7 +851,9 @@ def _fit(
     if model is None:
         from resnet_nb.models import build_model
 
-        model = build_model(config.model, num_classes=num_classes)
+        model = build_model(
+            config.model, num_classes=num_classes, in_channels=train.images.shape[1]
+        )
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
     optimizer = torch.optim.SGD(
@@ -1216,8 +1218,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m resnet_nb.train",
         description="Train a ResNet with the resnet_nb engine (also under torchrun for DDP).",
+        argument_default=argparse.SUPPRESS,  # only options given on the command line appear
     )
-    p.add_argument("--profile", default="quick", help="defaults to start from: quick (CPU) or full (GPU)")
+    p.add_argument("--profile", help="defaults to start from: quick (CPU) or full (GPU)")
     p.add_argument("--model", help="e.g. resnet20, resnet56, plain20, resnet18")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--epochs", type=_number)
@@ -1227,11 +1230,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=_number)
     p.add_argument("--out", help="run folder for checkpoint.pt, history.json, metrics.json")
-    p.add_argument("--resume", action="store_true", default=None,
+    p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--precision", help=f"one of {', '.join(PRECISIONS)}")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
     p.add_argument("--train-limit", type=_optional_int, help="train on this many images ('all': every one)")
     p.add_argument("--val-size", type=_number)
     p.add_argument("--label-smoothing", type=_number)
@@ -1245,17 +1248,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
     """Parse command-line arguments into a validated config (and the progress flag)."""
-    args = _parser().parse_args(argv)
-    values = load_profile(args.profile)
-    for f in dataclasses.fields(TrainConfig):
-        given = getattr(args, f.name, None)
-        if given is not None:
-            values[f.name] = given
-    if "train_limit" in values and values["train_limit"] is None:
-        values["train_limit"] = None
+    given = vars(_parser().parse_args(argv))
+    values = load_profile(given.pop("profile", "quick"))
+    progress = not given.pop("no_progress", False)
+    values.update(given)
     config = TrainConfig(**values)
     config.validate()
-    return config, not args.no_progress
+    return config, progress
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -327,7 +327,8 @@ def test_measurements_leave_model_as_found() -> None:
     count_flops(model, (1, 3, 32, 32))
     assert model.training
     assert all(not m._forward_hooks for m in model.modules())
-    assert all(m.num_batches_tracked.item() == 0 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(m.num_batches_tracked.item() == 0 for m in norms)
 
 
 @pytest.mark.parametrize(("name", "paper_madds"), [("resnet18", 1.8e9), ("resnet34", 3.6e9)])
