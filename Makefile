@@ -8,6 +8,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# Datasets: $RESNET_NB_DATA if set, else ./data in this checkout (chapters run from
+# notebooks/, so a relative default would point elsewhere).
+RESNET_NB_DATA ?= $(CURDIR)/data
+export RESNET_NB_DATA
+
 .PHONY: book test venv notebooks sync lock browser clean
 
 venv: $(STAMP)

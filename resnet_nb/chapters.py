@@ -65,7 +65,7 @@ def execute_in_place(py: Path, timeout: int = 1800) -> float:
     nb = jupytext.read(py)
     started = time.perf_counter()
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}
+        nb, timeout=timeout, kernel_name="python3", record_timing=False, resources={"metadata": {"path": str(py.parent)}}
     ).execute()
     nbformat.write(nb, nb_path)
     # jupytext reads inputs from the .py: keep it the newer file of the pair.

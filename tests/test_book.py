@@ -115,6 +115,15 @@ ALLOWED_CONSOLE = [
 ]
 
 
+# The text a reader sees outside code, outputs and typeset math: TeX must not show here.
+_PROSE_TEXT = """() => {
+  const article = document.querySelector("article").cloneNode(true);
+  article.querySelectorAll("pre, code, .cell_output, .output, mjx-container, script, style")
+    .forEach(e => e.remove());
+  return article.innerText;
+}"""
+
+
 def _ids(html: str) -> set[str]:
     return set(re.findall(r"\bid=\"([^\"]+)\"", html))
 
@@ -143,8 +152,9 @@ def test_every_page_in_a_browser(built_book: Path, served_book: str, browser: ob
         typeset = page.eval_on_selector_all("mjx-container", "els => els.length")
         assert typeset >= math, f"{rel}: {math} math elements but only {typeset} typeset by MathJax"
         counts["math"] += typeset
-        text = page.inner_text("article")
-        assert "$$" not in text and "\\[" not in text, f"{rel}: raw TeX left in the page"
+        prose = page.evaluate(_PROSE_TEXT)
+        leftovers = [t for t in ("$", "\\[", "\\(", "\\begin{") if t in prose]
+        assert not leftovers, f"{rel}: raw TeX {leftovers} left in the prose"
         errors = [c for c in console if not any(a in c for a in ALLOWED_CONSOLE)]
         assert not errors, f"{rel}: console errors {errors}"
         for href in page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
@@ -179,7 +189,8 @@ def test_launch_and_download_buttons(built_book: Path, served_book: str, browser
         for h in launch:
             assert f"notebooks/{nb.stem}.ipynb" in h, f"{nb.stem}: launch button opens {h}"
         downloads = [h for h in hrefs if "/_sources/" in h]
-        assert any(h.endswith(f"{nb.stem}.ipynb") for h in downloads), f"{nb.stem}: no .ipynb download"
+        for suffix in (".ipynb", ".py"):
+            assert any(h.endswith(f"{nb.stem}{suffix}") for h in downloads), f"{nb.stem}: no {suffix} download"
         for h in downloads:
             assert page.request.get(h).status == 200, f"{nb.stem}: download {h} is missing"
 
