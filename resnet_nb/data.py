@@ -40,7 +40,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -136,6 +136,17 @@ class DataCorruptError(ValueError):
     """A dataset's files exist but are damaged, incomplete or laid out wrongly."""
 
 
+def _check_tensor(name: str, value: Any, dtype: torch.dtype, layout: str, hint: str) -> None:
+    """Raise unless ``value`` is a tensor of ``dtype`` with as many dimensions as ``layout``."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.dtype != dtype or value.ndim != layout.count(",") + 1:
+        raise ValueError(
+            f"{name} must be a {dtype} tensor {layout}; got a {value.dtype} tensor of "
+            f"shape {tuple(value.shape)} ({hint})"
+        )
+
+
 @dataclass(eq=False, repr=False)
 class ImageData:
     """A labelled image dataset held in memory as uint8 tensors.
@@ -159,21 +170,14 @@ class ImageData:
 
     def __post_init__(self) -> None:
         images, labels = self.images, self.labels
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(
-                "images must be a uint8 tensor [N, C, H, W] of raw pixels; got a "
-                f"{images.dtype} tensor of shape {tuple(images.shape)} (keep pixels as "
-                "uint8 and convert to float on the device when training)"
-            )
-        if not isinstance(labels, torch.Tensor):
-            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-        if labels.dtype != torch.int64 or labels.ndim != 1:
-            raise ValueError(
-                "labels must be an int64 tensor [N]; got a "
-                f"{labels.dtype} tensor of shape {tuple(labels.shape)} (use labels.long())"
-            )
+        _check_tensor(
+            "images",
+            images,
+            torch.uint8,
+            "[N, C, H, W]",
+            "keep raw pixels as uint8 and convert to float on the device when training",
+        )
+        _check_tensor("labels", labels, torch.int64, "[N]", "use labels.long()")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels: they must agree")
         if isinstance(self.classes, str) or not all(isinstance(c, str) for c in self.classes):
@@ -204,7 +208,10 @@ class ImageData:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         width = max(len(c) for c in self.classes)
         lines = [repr(self)]
-        lines += [f"  {k:>2}  {name:<{width}}  {n:,}" for k, (name, n) in enumerate(zip(self.classes, counts))]
+        lines += [
+            f"  {k:>2}  {name:<{width}}  {n:,}"
+            for k, (name, n) in enumerate(zip(self.classes, counts, strict=True))
+        ]
         return "\n".join(lines)
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> ImageData:
@@ -281,7 +288,9 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         # mmap + clone reads the file about 3x faster than a plain load.
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        warnings.warn(f"ignoring unreadable cache file {path} ({exc}); decoding again", stacklevel=3)
+        warnings.warn(
+            f"ignoring unreadable cache file {path} ({exc}); decoding again", stacklevel=3
+        )
         return None
     ok = (
         isinstance(saved, dict)
@@ -293,7 +302,9 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         and len(saved["images"]) == len(saved["labels"])
     )
     if not ok:
-        warnings.warn(f"ignoring cache file {path} with unexpected contents; decoding again", stacklevel=3)
+        warnings.warn(
+            f"ignoring cache file {path} with unexpected contents; decoding again", stacklevel=3
+        )
         return None
     return saved["images"].clone(), saved["labels"].clone()
 
@@ -335,6 +346,11 @@ def _cached(
 # --------------------------------------------------------------------------- decoding
 
 
+_TORCHVISION_CODEC_DEPRECATION = (
+    "The image decoding and encoding capabilities of TorchVision are deprecated"
+)
+
+
 @functools.cache
 def _jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
     """torchvision's libjpeg decoder (about 3x faster than Pillow here), if it loads."""
@@ -344,7 +360,9 @@ def _jpeg_decoder() -> Callable[[bytes], torch.Tensor] | None:
         return None
 
     def decode(blob: bytes) -> torch.Tensor:
-        return decode_jpeg(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        return decode_jpeg(
+            torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=ImageReadMode.RGB
+        )
 
     return decode
 
@@ -398,18 +416,24 @@ def _decode_all(
     """
     out: torch.Tensor | None = None
     reference = ""
-    for i, name in enumerate(names):
-        try:
-            img = _decode_image(read(name), size=size)
-        except _DECODE_ERRORS as exc:
-            raise corrupt(name, f"{type(exc).__name__}: {exc}") from exc
-        if out is None:
-            shape = expected if expected is not None else tuple(img.shape)
-            out = torch.empty((len(names), *shape), dtype=torch.uint8)
-            reference = "the expected size" if expected is not None else name
-        if img.shape != out.shape[1:]:
-            raise mismatch(name, tuple(img.shape), reference, tuple(out.shape[1:]))
-        out[i] = img
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs and warns on every call;
+        # when they are gone, _jpeg_decoder() returns None and Pillow does the work.
+        warnings.filterwarnings(
+            "ignore", message=_TORCHVISION_CODEC_DEPRECATION, category=DeprecationWarning
+        )
+        for i, name in enumerate(names):
+            try:
+                img = _decode_image(read(name), size=size)
+            except _DECODE_ERRORS as exc:
+                raise corrupt(name, f"{type(exc).__name__}: {exc}") from exc
+            if out is None:
+                shape = expected if expected is not None else tuple(img.shape)
+                out = torch.empty((len(names), *shape), dtype=torch.uint8)
+                reference = "the expected size" if expected is not None else name
+            if img.shape != out.shape[1:]:
+                raise mismatch(name, tuple(img.shape), reference, tuple(out.shape[1:]))
+            out[i] = img
     if out is None:
         raise ValueError("no images to decode")
     return out
@@ -459,7 +483,8 @@ def _not_found(
         "Fix it in one of two ways:\n"
         "  1. set RESNET_NB_DATA to a folder that holds the data, e.g.\n"
         "       export RESNET_NB_DATA=/path/to/data   (or pass root=...)\n"
-        f"  2. go online and call {call} with download=True, so torchvision downloads it into {root}"
+        f"  2. go online and call {call} with download=True, so torchvision downloads it\n"
+        f"     into {root}"
     )
 
 
@@ -478,7 +503,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not part of a CIFAR-10 batch")
+            raise pickle.UnpicklingError(
+                f"refusing to load {module}.{name}: not part of a CIFAR-10 batch"
+            )
         if module.startswith("numpy.") and module.endswith("multiarray"):
             module = "numpy._core.multiarray" if hasattr(np, "_core") else "numpy.core.multiarray"
         return getattr(importlib.import_module(module), name)
@@ -503,8 +530,18 @@ def _cifar10_from_batches(folder: Path, split: str) -> ImageData:
             with open(file, "rb") as f:
                 batch = _ArrayUnpickler(f, encoding="bytes").load()
             data, batch_labels = batch[b"data"], batch[b"labels"]
-        except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, IndexError) as exc:
-            raise DataCorruptError(f"{file} is not a readable CIFAR-10 batch ({exc}): {fix}") from exc
+        except (
+            OSError,
+            EOFError,
+            pickle.UnpicklingError,
+            KeyError,
+            TypeError,
+            ValueError,
+            IndexError,
+        ) as exc:
+            raise DataCorruptError(
+                f"{file} is not a readable CIFAR-10 batch ({exc}): {fix}"
+            ) from exc
         if not (
             isinstance(data, np.ndarray)
             and data.dtype == np.uint8
@@ -512,14 +549,18 @@ def _cifar10_from_batches(folder: Path, split: str) -> ImageData:
             and data.shape[1] == 3 * 32 * 32
             and len(batch_labels) == len(data)
         ):
-            raise DataCorruptError(f"{file} does not hold uint8 rows of 3x32x32 pixels with one label each: {fix}")
+            raise DataCorruptError(
+                f"{file} does not hold uint8 rows of 3x32x32 pixels with one label each: {fix}"
+            )
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
         labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
     images_t, labels_t = torch.cat(images), torch.cat(labels)
     _check_count(str(folder), split, len(images_t), _CIFAR10_SIZES[split], fix)
     if int(labels_t.min()) < 0 or int(labels_t.max()) > 9:
         raise DataCorruptError(f"{folder}: labels outside 0..9: {fix}")
-    return ImageData(images_t, labels_t, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, original: {folder}")
+    return ImageData(
+        images_t, labels_t, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, original: {folder}"
+    )
 
 
 def _cifar10_members(
@@ -547,8 +588,26 @@ def _cifar10_members(
             f"({_CIFAR10_SIZES[split]:,} in all), found {counts}. {fix}"
         )
     names = [m for c in found for m in sorted(by_class[c])]
-    labels = torch.arange(len(found)).repeat_interleave(torch.tensor([len(by_class[c]) for c in found]))
+    labels = torch.arange(len(found)).repeat_interleave(
+        torch.tensor([len(by_class[c]) for c in found])
+    )
     return names, labels
+
+
+def _decode_cifar10(
+    names: Sequence[str], read: Callable[[str], bytes], where: Callable[[str], str], fix: str
+) -> torch.Tensor:
+    """Decode CIFAR-10 JPEGs; errors name the image as ``where(name)`` and end with ``fix``."""
+    return _decode_all(
+        names,
+        read,
+        size=None,
+        expected=(3, 32, 32),
+        corrupt=lambda name, why: DataCorruptError(f"{where(name)} cannot be read ({why}); {fix}"),
+        mismatch=lambda name, shape, _ref, _want: DataCorruptError(
+            f"{where(name)} is {_hw(shape)}, expected 32x32 RGB; {fix}"
+        ),
+    )
 
 
 def _cifar10_from_zip(path: Path, split: str) -> ImageData:
@@ -558,30 +617,30 @@ def _cifar10_from_zip(path: Path, split: str) -> ImageData:
         try:
             archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise DataCorruptError(f"{path} is not a readable zip file ({exc}); it is damaged or truncated: {fix}") from exc
+            raise DataCorruptError(
+                f"{path} is not a readable zip file ({exc}); it is damaged or truncated: {fix}"
+            ) from exc
         with archive:
             by_class: dict[str, list[str]] = {}
             for member in archive.namelist():
-                parts = PurePosixPath(member).parts
+                parts = member.split("/")
                 if member.endswith("/") or len(parts) < 3 or any(_is_junk(p) for p in parts):
                     continue
                 if parts[-3] == split:
                     by_class.setdefault(parts[-2], []).append(member)
             names, labels = _cifar10_members(by_class, split, str(path), fix)
-            images = _decode_all(
-                names,
-                archive.read,
-                size=None,
-                expected=(3, 32, 32),
-                corrupt=lambda name, why: DataCorruptError(f"{path}: member {name} cannot be read ({why}); {fix}"),
-                mismatch=lambda name, shape, _ref, want: DataCorruptError(
-                    f"{path}: member {name} is {_hw(shape)}, expected 32x32 RGB; {fix}"
-                ),
+            images = _decode_cifar10(
+                names, archive.read, lambda name: f"{path}: member {name}", fix
             )
         return images, labels
 
     stat = path.stat()
-    key = {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "split": split}
+    key = {
+        "path": str(path.resolve()),
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "split": split,
+    }
     images, labels = _cached("cifar10-jpeg-zip", key, build)
     return ImageData(images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {path}")
 
@@ -595,24 +654,18 @@ def _cifar10_from_folder(folder: Path, split: str) -> ImageData:
     )
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
-        images = _decode_all(
-            names,
-            lambda name: Path(name).read_bytes(),
-            size=None,
-            expected=(3, 32, 32),
-            corrupt=lambda name, why: DataCorruptError(f"{name} cannot be read ({why}); {fix}"),
-            mismatch=lambda name, shape, _ref, want: DataCorruptError(
-                f"{name} is {_hw(shape)}, expected 32x32 RGB; {fix}"
-            ),
-        )
-        return images, labels
+        return _decode_cifar10(names, lambda name: Path(name).read_bytes(), str, fix), labels
 
     key = {"path": str(top.resolve()), "files": _fingerprint(names), "split": split}
     images, labels = _cached("cifar10-jpeg-folder", key, build)
-    return ImageData(images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {folder}")
+    return ImageData(
+        images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {folder}"
+    )
 
 
-def load_cifar10(split: str = "train", *, root: PathLike | None = None, download: bool = True) -> ImageData:
+def load_cifar10(
+    split: str = "train", *, root: PathLike | None = None, download: bool = True
+) -> ImageData:
     """Load a CIFAR-10 split as uint8 images ``[N, 3, 32, 32]`` (N = 50,000 or 10,000).
 
     Sources, first match wins: ``<root>/cifar-10-batches-py`` (torchvision's
@@ -628,7 +681,11 @@ def load_cifar10(split: str = "train", *, root: PathLike | None = None, download
     """
     check_choice("split", split, _SPLITS)
     base, origin = _resolve_root(root)
-    batches, archive, folder = base / "cifar-10-batches-py", base / "cifar10-jpeg.zip", base / "cifar10-jpeg"
+    batches, archive, folder = (
+        base / "cifar-10-batches-py",
+        base / "cifar10-jpeg.zip",
+        base / "cifar10-jpeg",
+    )
     if batches.is_dir():
         return _cifar10_from_batches(batches, split)
     if archive.is_file():
@@ -667,13 +724,15 @@ def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     expected = int(np.prod(dims))
     if len(data) - offset != expected:
         raise DataCorruptError(
-            f"{path}: the header promises {'x'.join(map(str, dims))} = {expected:,} bytes but the file "
-            f"holds {len(data) - offset:,}; it is truncated or damaged: {fix}"
+            f"{path}: the header promises {'x'.join(map(str, dims))} = {expected:,} bytes but "
+            f"the file holds {len(data) - offset:,}; it is truncated or damaged: {fix}"
         )
     return torch.frombuffer(bytearray(data[offset:]), dtype=torch.uint8).reshape(dims)
 
 
-def load_fashion_mnist(split: str = "train", *, root: PathLike | None = None, download: bool = True) -> ImageData:
+def load_fashion_mnist(
+    split: str = "train", *, root: PathLike | None = None, download: bool = True
+) -> ImageData:
     """Load a Fashion-MNIST split as uint8 images ``[N, 1, 28, 28]`` (N = 60,000 or 10,000).
 
     Reads the IDX files in ``<root>/FashionMNIST/raw/`` (the layout torchvision
@@ -686,23 +745,33 @@ def load_fashion_mnist(split: str = "train", *, root: PathLike | None = None, do
     files = [raw / name for name in _FASHION_MNIST_FILES[split]]
     if not all(f.is_file() for f in files):
         if download:
-            note = _try_download("fashion_mnist", base) or "torchvision's download finished but the files are still missing."
+            note = (
+                _try_download("fashion_mnist", base)
+                or "torchvision's download finished but the files are still missing."
+            )
         else:
             note = "download=False, so no download was tried."
         if not all(f.is_file() for f in files):
             tried = [(f, "present" if f.is_file() else "missing") for f in files]
-            raise _not_found("Fashion-MNIST", base, origin, tried, note, "load_fashion_mnist(...)") from None
+            raise _not_found(
+                "Fashion-MNIST", base, origin, tried, note, "load_fashion_mnist(...)"
+            ) from None
     images, labels = _read_idx(files[0], 3), _read_idx(files[1], 1)
     fix = f"delete {raw} and download it again."
     if tuple(images.shape[1:]) != (28, 28):
-        raise DataCorruptError(f"{files[0]} holds {'x'.join(map(str, images.shape[1:]))} images, expected 28x28: {fix}")
+        raise DataCorruptError(
+            f"{files[0]} holds {'x'.join(map(str, images.shape[1:]))} images, expected 28x28: {fix}"
+        )
     if len(labels) != len(images):
         raise DataCorruptError(f"{raw}: {len(images):,} images but {len(labels):,} labels: {fix}")
     _check_count(str(raw), split, len(images), _FASHION_MNIST_SIZES[split], fix)
     if int(labels.max()) >= len(FASHION_MNIST_CLASSES):
         raise DataCorruptError(f"{files[1]} holds labels above 9: {fix}")
     return ImageData(
-        images.unsqueeze(1), labels.long(), list(FASHION_MNIST_CLASSES), f"Fashion-MNIST {split}: {raw}"
+        images.unsqueeze(1),
+        labels.long(),
+        list(FASHION_MNIST_CLASSES),
+        f"Fashion-MNIST {split}: {raw}",
     )
 
 
@@ -768,7 +837,9 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
     if not folder.exists():
         raise DataNotFoundError(f"image folder {folder} does not exist")
     if not folder.is_dir():
-        raise ValueError(f"{folder} is a file; load_image_folder needs a folder with one subfolder per class")
+        raise ValueError(
+            f"{folder} is a file; load_image_folder needs a folder with one subfolder per class"
+        )
     by_class = _scan_class_tree(folder)
     if len(by_class) < 2:
         found = ", ".join(by_class) or "none"
@@ -778,9 +849,13 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
         )
     classes = sorted(by_class)
     names = [str(p) for c in classes for p in by_class[c]]
-    labels = torch.arange(len(classes)).repeat_interleave(torch.tensor([len(by_class[c]) for c in classes]))
+    labels = torch.arange(len(classes)).repeat_interleave(
+        torch.tensor([len(by_class[c]) for c in classes])
+    )
 
-    def mismatch(name: str, shape: tuple[int, ...], ref: str, ref_shape: tuple[int, ...]) -> Exception:
+    def mismatch(
+        name: str, shape: tuple[int, ...], ref: str, ref_shape: tuple[int, ...]
+    ) -> Exception:
         return ValueError(
             f"images differ in size: {name} is {_hw(shape)} but {ref} is {_hw(ref_shape)}; "
             "pass size=N to scale and centre-crop every image to N x N"
@@ -801,13 +876,17 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
 
     key = {"path": str(folder.resolve()), "files": _fingerprint(names), "size": size}
     images, labels = _cached("image-folder", key, build)
-    return ImageData(images, labels, classes, f"image folder {folder}" + (f", resized to {size}" if size else ""))
+    return ImageData(
+        images, labels, classes, f"image folder {folder}" + (f", resized to {size}" if size else "")
+    )
 
 
 # --------------------------------------------------------------------------- splits and statistics
 
 
-def train_val_split(data: ImageData, *, val_size: int = 5000, seed: int = 0) -> tuple[ImageData, ImageData]:
+def train_val_split(
+    data: ImageData, *, val_size: int = 5000, seed: int = 0
+) -> tuple[ImageData, ImageData]:
     """Split ``data`` at random into (train, validation), reproducibly for a given seed.
 
     The validation split holds ``val_size`` images, the train split the rest; both

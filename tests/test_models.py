@@ -233,7 +233,7 @@ def test_cifar_resnet_layer_count_and_output(depth: int) -> None:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert len(convs) + len(linears) == depth  # shortcut "A" adds no conv
     with torch.no_grad():
-        assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+        assert model.eval()(torch.randn(2, 3, 8, 8)).shape == (2, 100)
 
 
 def test_cifar_resnet_is_torchscriptable_and_picklable() -> None:
@@ -316,9 +316,9 @@ def test_feature_map_sizes_cifar_resnet() -> None:
 
 
 def test_feature_map_sizes_bottleneck() -> None:
-    shapes = dict(feature_map_shapes(models.resnet50(), (1, 3, 128, 128)))
-    assert shapes["layer1"] == (1, 256, 32, 32)
-    assert shapes["layer4"] == (1, 2048, 4, 4)
+    shapes = dict(feature_map_shapes(models.resnet50(), (1, 3, 64, 64)))
+    assert shapes["layer1"] == (1, 256, 16, 16)
+    assert shapes["layer4"] == (1, 2048, 2, 2)
 
 
 def test_measurements_leave_model_as_found() -> None:
