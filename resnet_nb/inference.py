@@ -238,9 +238,10 @@ def grad_cam(
 ) -> torch.Tensor:
     """Grad-CAM maps ``[N, H, W]`` in [0, 1] for a normalised batch ``x`` (Selvaraju et al., 2017).
 
-    The activations ``A`` of ``layer`` (default: the last stage, ``layer4`` or
-    ``layer3``) and the gradient of the ``target`` class score (default: the
-    predicted class) with respect to them are caught with hooks. Each channel
+    A forward hook on ``layer`` (default: the last stage, ``layer4`` or
+    ``layer3``) catches its activations ``A``; the gradient of the ``target``
+    class score (default: the predicted class) with respect to them is then
+    taken with ``torch.autograd.grad``, so no parameter gradient is written. Each channel
     is weighted by its gradient averaged over space; the weighted sum passes a
     ReLU, is upsampled (bilinear) to the input size and divided by its maximum.
     The model runs in eval mode; its mode and parameters are left unchanged.
@@ -255,7 +256,6 @@ def grad_cam(
 
     def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         caught["activations"] = output
-        output.register_hook(lambda grad: caught.__setitem__("gradients", grad))
 
     device = _device_of(model)
     was_training = model.training
@@ -270,11 +270,11 @@ def grad_cam(
             else:
                 chosen = torch.as_tensor(target, device=logits.device).long().view(-1)
             score = logits.gather(1, chosen[:, None]).sum()
-            score.backward()
+            (grads,) = torch.autograd.grad(score, caught["activations"])
     finally:
         handle.remove()
         model.train(was_training)
-    acts, grads = caught["activations"].detach(), caught["gradients"].detach()
+    acts = caught["activations"].detach()
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * acts).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
