@@ -409,28 +409,24 @@ class FrozenBatchNorm2d(nn.BatchNorm2d):
     @classmethod
     def from_batchnorm(cls, bn: nn.BatchNorm2d) -> FrozenBatchNorm2d:
         """A frozen copy of ``bn`` sharing its parameter and buffer tensors."""
-        frozen = cls(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
-                     track_running_stats=bn.track_running_stats)
-        frozen.to(device=bn.weight.device if bn.affine else None)
-        if bn.affine:
-            frozen.weight, frozen.bias = bn.weight, bn.bias
-            frozen.weight.requires_grad_(False)
-            frozen.bias.requires_grad_(False)
-        frozen.running_mean, frozen.running_var = bn.running_mean, bn.running_var
-        frozen.num_batches_tracked = bn.num_batches_tracked
-        return frozen.eval()
+        return _share_batchnorm(bn, cls, trainable=False).eval()
 
     def to_batchnorm(self) -> nn.BatchNorm2d:
         """A trainable BatchNorm2d sharing this module's tensors."""
-        bn = nn.BatchNorm2d(self.num_features, eps=self.eps, momentum=self.momentum,
-                            affine=self.affine, track_running_stats=self.track_running_stats)
-        if self.affine:
-            bn.weight, bn.bias = self.weight, self.bias
-            bn.weight.requires_grad_(True)
-            bn.bias.requires_grad_(True)
-        bn.running_mean, bn.running_var = self.running_mean, self.running_var
-        bn.num_batches_tracked = self.num_batches_tracked
-        return bn
+        return _share_batchnorm(self, nn.BatchNorm2d, trainable=True)
+
+
+def _share_batchnorm(bn: nn.BatchNorm2d, kind: type[nn.BatchNorm2d], *, trainable: bool) -> Any:
+    """A ``kind`` module holding ``bn``'s very tensors; its scale/shift train if ``trainable``."""
+    new = kind(bn.num_features, eps=bn.eps, momentum=bn.momentum, affine=bn.affine,
+               track_running_stats=bn.track_running_stats)
+    if bn.affine:
+        new.weight, new.bias = bn.weight, bn.bias
+        new.weight.requires_grad_(trainable)
+        new.bias.requires_grad_(trainable)
+    new.running_mean, new.running_var = bn.running_mean, bn.running_var
+    new.num_batches_tracked = bn.num_batches_tracked
+    return new
 
 
 def _swap_batchnorms(module: nn.Module, convert: Callable[[nn.Module], nn.Module | None]) -> None:
@@ -753,18 +749,6 @@ class TransferResult:
     image_size: int
     classes: list[str]
     notes: list[str] = field(default_factory=list)
-
-    def row(self) -> dict[str, Any]:
-        """The run as a table row (no model)."""
-        return {
-            "strategy": self.strategy,
-            "labels_per_class": self.labels_per_class,
-            "train_images": self.train_images,
-            "epochs": self.epochs,
-            "test_acc": self.test_acc,
-            "trainable_params": self.trainable_params,
-            "wall_time_s": self.wall_time_s,
-        }
 
 
 def transfer(

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from resnet_nb.train import _model_device
+
 __all__ = [
     "preprocess",
     "predict",
@@ -105,13 +107,6 @@ def preprocess(
     return (batch - m) / s
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def predict(
     model: nn.Module,
     images: ImageLike | Sequence[ImageLike],
@@ -131,7 +126,7 @@ def predict(
     """
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(classes):
         raise ValueError(f"k={k!r} is invalid: it must be an integer in 1..{len(classes)}")
-    x = preprocess(images, mean=mean, std=std, size=size).to(_device_of(model))
+    x = preprocess(images, mean=mean, std=std, size=size).to(_model_device(model))
     was_training = model.training
     model.eval()
     try:
@@ -257,7 +252,7 @@ def grad_cam(
     def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         caught["activations"] = output
 
-    device = _device_of(model)
+    device = _model_device(model)
     was_training = model.training
     model.eval()
     handle = layer.register_forward_hook(keep)
