@@ -77,7 +77,6 @@ __all__ = [
     "TransferResult",
     "load_checkpoint_source",
     "load_imagenet_source",
-    "scratch_source",
     "load_weights",
     "replace_head",
     "layer_groups",
@@ -325,22 +324,6 @@ def load_imagenet_source(
     )
     _say(source.notes, verbose)
     return source
-
-
-def scratch_source(
-    architecture: str, *, mean: Sequence[float], std: Sequence[float], image_size: int = 32
-) -> Source:
-    """A randomly initialised network as a :class:`Source` (what "from scratch" starts from)."""
-    from resnet_nb.models import build_model
-
-    return Source(
-        model=build_model(architecture, num_classes=10),
-        architecture=architecture,
-        description=f"{architecture}, random initialisation",
-        mean=tuple(mean),
-        std=tuple(std),
-        image_size=image_size,
-    )
 
 
 # ----------------------------------------------------------------------------
