@@ -11,17 +11,29 @@ same machine, in one run:
   uint8, batched crop/flip on the device, fused normalisation, channels_last and
   the precision ``auto`` picks (bf16 autocast where supported).
 
-Prints images/s of each and the ratio. Uses the CIFAR-10 copy that
+The two loops are measured in alternating rounds (naive, engine, naive, ...) and
+the median of each is reported, so that other load on a shared machine hits both
+alike. Prints images/s of each round, the medians and their ratio.
+
+On a machine shared with other work, wall-clock images/s also measures how much
+of the machine each loop managed to take (the naive loop runs 2 extra worker
+processes, which the scheduler counts as 2 more claims on the cores). So each
+round also reports images per CPU-second: all threads of this process plus the
+DataLoader workers (their share for the timed batches). For the engine that
+figure covers both epochs, warm-up included, so it is if anything low. Uses the CIFAR-10 copy that
 :func:`resnet_nb.data.load_cifar10` finds (set ``RESNET_NB_DATA``), else synthetic
 images of the same shape (and says so).
 
-    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40]
+    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import resource
+import statistics
 import time
 
 import torch
@@ -51,11 +63,17 @@ class PILDataset(Dataset):
         return self.transform(Image.fromarray(self.images[i])), self.labels[i]
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def naive_images_per_s(
     data: ImageData, *, model_name: str, batch_size: int, steps: int, warmup: int,
     workers: int, device: torch.device,
-) -> float:
-    """images/s of the PIL/DataLoader/fp32 loop over ``steps`` timed batches."""
+) -> tuple[float, float]:
+    """(images/s, images per CPU-second) of the PIL/DataLoader/fp32 loop over ``steps``
+    timed batches."""
     import torchvision.transforms as T
 
     mean, std = channel_stats(data)
@@ -67,20 +85,22 @@ def naive_images_per_s(
     ])
     loader = DataLoader(
         PILDataset(data, transform), batch_size=batch_size, shuffle=True,
-        num_workers=workers, drop_last=True, persistent_workers=workers > 0,
+        num_workers=workers, drop_last=True,
     )
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=len(data.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     criterion = nn.CrossEntropyLoss()
     model.train()
-    done, start = 0, 0.0
+    done, start, cpu_start = 0, 0.0, 0.0
+    children_before = _children_cpu_s()
     while done < warmup + steps:
         for x, y in loader:
             if done == warmup:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
+                cpu_start = time.process_time()
             x, y = x.to(device), y.to(device)
             loss = criterion(model(x), y)
             optimizer.zero_grad()
@@ -92,20 +112,30 @@ def naive_images_per_s(
     loss.item()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    main_cpu = time.process_time() - cpu_start
+    del loader
+    gc.collect()  # shuts the workers down, so their CPU time is counted
+    produced = min(len(data) // batch_size, warmup + steps + 2 * workers)  # 2 prefetched each
+    worker_cpu = (_children_cpu_s() - children_before) * steps / produced
+    images = steps * batch_size
+    return images / wall, images / (main_cpu + worker_cpu)
 
 
 def engine_images_per_s(
     data: ImageData, *, model_name: str, batch_size: int, steps: int, device: str,
     precision: str, compile: bool,
-) -> tuple[float, str]:
-    """images/s of the engine's second epoch of ``steps`` batches (the first warms up)."""
+) -> tuple[float, float, str]:
+    """(images/s of the engine's second epoch of ``steps`` batches (the first warms up),
+    images per CPU-second over both epochs, precision used)."""
     config = TrainConfig(
         model=model_name, epochs=2, batch_size=batch_size, train_limit=steps * batch_size,
         device=device, precision=precision, channels_last=True, compile=compile,
     )
+    cpu_start = time.process_time()
     result = fit(config, train=data, val=None, test=None, progress=False)
-    return result.history[-1]["images_per_s"], result.precision
+    cpu = time.process_time() - cpu_start
+    return result.history[-1]["images_per_s"], 2 * steps * batch_size / cpu, result.precision
 
 
 def main() -> None:
@@ -116,6 +146,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40, help="timed batches per loop")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches of the naive loop")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loop")
+    p.add_argument("--rounds", type=int, default=3, help="alternating measurements of each loop")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="the engine's precision")
     p.add_argument("--compile", action="store_true", help="torch.compile in the engine")
@@ -133,19 +164,33 @@ def main() -> None:
           f"OMP threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
     print(f"data: {data.source}; model {args.model}; batch {args.batch_size}; "
           f"{args.steps} timed batches per loop")
-    naive = naive_images_per_s(
-        data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
-        warmup=args.warmup, workers=args.workers, device=device,
-    )
-    print(f"naive loop (PIL transforms, DataLoader x{args.workers} workers, fp32): "
-          f"{naive:8.1f} img/s")
-    engine, precision = engine_images_per_s(
-        data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
-        device=str(device), precision=args.precision, compile=args.compile,
-    )
+    naive_runs: list[tuple[float, float]] = []
+    engine_runs: list[tuple[float, float]] = []
+    precision = args.precision
+    for r in range(args.rounds):
+        naive_runs.append(naive_images_per_s(
+            data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
+            warmup=args.warmup, workers=args.workers, device=device,
+        ))
+        rate, per_cpu, precision = engine_images_per_s(
+            data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
+            device=str(device), precision=args.precision, compile=args.compile,
+        )
+        engine_runs.append((rate, per_cpu))
+        print(f"round {r + 1}: naive {naive_runs[-1][0]:.1f} img/s "
+              f"({naive_runs[-1][1]:.1f} per CPU-s), engine {rate:.1f} img/s "
+              f"({per_cpu:.1f} per CPU-s)", flush=True)
+    naive = statistics.median(x[0] for x in naive_runs)
+    engine = statistics.median(x[0] for x in engine_runs)
+    naive_cpu = statistics.median(x[1] for x in naive_runs)
+    engine_cpu = statistics.median(x[1] for x in engine_runs)
+    print(f"naive loop (PIL transforms, DataLoader x{args.workers} workers, fp32), median: "
+          f"{naive:8.1f} img/s, {naive_cpu:8.1f} img per CPU-s")
     print(f"engine (on-device uint8 + tensor aug, channels_last, {precision}"
-          f"{', compiled' if args.compile else ''}): {engine:8.1f} img/s")
-    print(f"ratio engine / naive: {engine / naive:.2f}x")
+          f"{', compiled' if args.compile else ''}), median: {engine:8.1f} img/s, "
+          f"{engine_cpu:8.1f} img per CPU-s")
+    print(f"ratio engine / naive: {engine / naive:.2f}x wall-clock, "
+          f"{engine_cpu / naive_cpu:.2f}x per CPU-second")
 
 
 if __name__ == "__main__":

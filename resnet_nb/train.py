@@ -105,10 +105,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # CPU-friendly: a few minutes on two cores.
     "quick": {
         "model": "resnet20",
-        "epochs": 4,
+        "epochs": 3,
         "batch_size": 128,
         "lr": 0.2,
-        "train_limit": 10_000,
+        "train_limit": 8_000,
         "label_smoothing": 0.1,
         "out": "runs/quick",
     },
@@ -766,7 +766,9 @@ class Result:
 
 
 def _precision_name(dtype: torch.dtype | None) -> str:
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")  # type: ignore[arg-type]
+    if dtype is torch.bfloat16:
+        return "bf16"
+    return "fp16" if dtype is torch.float16 else "fp32"
 
 
 def fit(
@@ -867,7 +869,9 @@ def _fit(
     warmup = config.warmup == "on" or (
         config.warmup == "auto" and config.schedule == "step" and config.model.endswith("110")
     )
-    schedule = LRSchedule(config.schedule, peak_lr=config.lr, total_steps=total_steps, warmup=warmup)
+    schedule = LRSchedule(
+        config.schedule, peak_lr=config.lr, total_steps=total_steps, warmup=warmup
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     augment = Augment(
         mean=mean, std=std, padding=4, flip=True, padding_mode=config.padding_mode,
@@ -1220,7 +1224,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Train a ResNet with the resnet_nb engine (also under torchrun for DDP).",
         argument_default=argparse.SUPPRESS,  # only options given on the command line appear
     )
-    p.add_argument("--profile", help="defaults to start from: quick (CPU) or full (GPU)")
+    p.add_argument("--profile", help="defaults to start from: quick (CPU, default) or full (GPU)")
     p.add_argument("--model", help="e.g. resnet20, resnet56, plain20, resnet18")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--epochs", type=_number)
@@ -1235,7 +1239,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", help=f"one of {', '.join(PRECISIONS)}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction)
-    p.add_argument("--train-limit", type=_optional_int, help="train on this many images ('all': every one)")
+    p.add_argument("--train-limit", type=_optional_int,
+                   help="train on this many images ('all': every one)")
     p.add_argument("--val-size", type=_number)
     p.add_argument("--label-smoothing", type=_number)
     p.add_argument("--weight-decay", type=_number)
