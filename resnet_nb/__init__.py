@@ -9,6 +9,13 @@ models   residual blocks, torchvision-compatible ResNets, the paper's CIFAR ResN
 data     dataset discovery (download / offline copy), cached uint8 tensors, splits
 params   validation of chapter and command-line parameters
 report   provenance and small display helpers for chapters
+train    the training engine (loop, mixed precision, schedules, checkpoints)
+finetune weight sources, freezing policies, parameter groups, transfer runs
+inference  predictions, TorchScript/ONNX export, Grad-CAM
 """
+
+from resnet_nb.inference import predict
+
+__all__ = ["predict"]
 
 __version__ = "0.1.0"

@@ -1,0 +1,333 @@
+"""Fine-tuning and inference: weight loading, freezing, rate groups, budgets, export, predict."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import resnet_nb
+from resnet_nb import finetune as ft
+from resnet_nb.data import DataCorruptError, ImageData
+from resnet_nb.inference import export_parity, grad_cam, preprocess
+from resnet_nb.models import build_model
+from resnet_nb.params import ParameterError
+from resnet_nb.train import TrainConfig, fit, synthetic_data
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real engine checkpoint: one short ResNet-20 run on synthetic data."""
+    out = tmp_path_factory.mktemp("source")
+    data = synthetic_data(128, seed=3)
+    fit(TrainConfig(model="resnet20", dataset="synthetic", epochs=1, batch_size=64,
+                    precision="fp32", out=str(out)), train=data, val=None, test=None,
+        progress=False)
+    return out / "checkpoint.pt"
+
+
+def test_checkpoint_source_loads_and_keeps_stats(checkpoint: Path) -> None:
+    src = ft.load_checkpoint_source(checkpoint, verbose=False)
+    assert src.architecture == "resnet20" and src.image_size == 32
+    assert len(src.mean) == 3 and all(s > 0 for s in src.std)
+    saved = torch.load(checkpoint, weights_only=True)["model"]
+    assert torch.equal(src.model.state_dict()["conv1.weight"], saved["conv1.weight"])
+    assert src.notes == []
+
+
+def test_missing_checkpoint_says_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ft.WeightsNotFoundError, match="python -m resnet_nb.train"):
+        ft.load_checkpoint_source(tmp_path / "nope.pt")
+
+
+def test_other_architecture_names_missing_and_unexpected_keys(checkpoint: Path) -> None:
+    state = ft.load_checkpoint_source(checkpoint, verbose=False).model.state_dict()
+    with pytest.raises(ft.ArchitectureMismatchError) as err:
+        ft.load_weights(build_model("resnet32"), state, source="checkpoint X")
+    message = str(err.value)
+    assert "checkpoint X" in message and "missing key" in message
+    assert "layer1.3.conv1.weight" in message  # resnet32 has 5 blocks per stage, resnet20 3
+    with pytest.raises(ft.ArchitectureMismatchError, match="unexpected key.*layer1.3"):
+        ft.load_weights(build_model("resnet20"), build_model("resnet32").state_dict())
+
+
+def test_shape_mismatch_in_body_is_an_error() -> None:
+    state = build_model("resnet20", in_channels=1).state_dict()
+    with pytest.raises(ft.ArchitectureMismatchError, match=r"conv1.weight: \(16, 1, 3, 3\)"):
+        ft.load_weights(build_model("resnet20"), state)
+
+
+def test_other_class_count_replaces_the_head_and_says_so(checkpoint: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    src = ft.load_checkpoint_source(checkpoint, verbose=False)
+    model = build_model("resnet20", num_classes=4)
+    head_before = model.fc.weight.clone()
+    notes = ft.load_weights(model, src.model.state_dict(), source="the checkpoint")
+    assert len(notes) == 1 and "head replaced" in notes[0] and "10-class" in notes[0]
+    assert "4 classes" in notes[0]
+    assert torch.equal(model.fc.weight, head_before)
+    assert torch.equal(model.layer3[0].conv1.weight, src.model.layer3[0].conv1.weight)
+    ft.load_checkpoint_source(checkpoint, into=build_model("resnet20", num_classes=4))
+    assert "head replaced" in capsys.readouterr().out
+
+
+def test_imagenet_weights_offline_error_names_file_and_place(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ft.WeightsNotFoundError) as err:
+        ft.load_imagenet_source("resnet18", download=False)
+    message = str(err.value)
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    with pytest.raises(ft.WeightsNotFoundError, match="does not exist"):
+        ft.load_imagenet_source("resnet18", path=tmp_path / "missing.pth")
+
+
+def test_imagenet_weights_from_a_local_file(tmp_path: Path) -> None:
+    import torchvision
+
+    path = tmp_path / "resnet18.pth"
+    reference = torchvision.models.resnet18()
+    torch.save(reference.state_dict(), path)
+    src = ft.load_imagenet_source("resnet18", path=path, verbose=False)
+    assert src.mean == ft.IMAGENET_MEAN and src.image_size == 224 and len(src.classes) == 1000
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(src.model(x), reference.eval()(x), atol=1e-5)
+
+
+def _probe_model() -> torch.nn.Module:
+    model = build_model("resnet20")
+    ft.replace_head(model, 3)
+    return model
+
+
+def test_linear_probe_trains_only_the_head_and_bn_stays_in_eval() -> None:
+    model = ft.apply_strategy(_probe_model(), "linear_probe")
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(isinstance(m, ft.FrozenBatchNorm2d) and not m.training for m in bns)
+    before = {n: b.clone() for n, b in model.named_buffers()}
+    model(torch.randn(8, 3, 32, 32) * 3 + 1)
+    after = dict(model.named_buffers())
+    assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+def test_requires_grad_alone_lets_statistics_drift() -> None:
+    model = ft.apply_strategy(_probe_model(), "linear_probe", freeze_batchnorm=False)
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["fc.weight", "fc.bias"]
+    model.train()
+    before = model.bn1.running_mean.clone()
+    model(torch.randn(8, 3, 32, 32) * 3 + 1)
+    assert not torch.equal(before, model.bn1.running_mean)
+
+
+def test_unfreeze_restores_trainable_batchnorm_with_the_same_tensors() -> None:
+    model = ft.apply_strategy(_probe_model(), "linear_probe")
+    weight = model.layer2[0].bn1.weight
+    ft.unfreeze(model, ["layer2"])
+    bn = model.layer2[0].bn1
+    assert type(bn) is torch.nn.BatchNorm2d and bn.weight is weight and bn.weight.requires_grad
+    assert isinstance(model.layer1[0].bn1, ft.FrozenBatchNorm2d)
+    ft.apply_strategy(model, "full")
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(isinstance(m, ft.FrozenBatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+def test_discriminative_groups_are_monotone(name: str) -> None:
+    model = build_model(name)
+    groups = ft.discriminative_param_groups(model, lr=0.1, lr_decay=0.5, weight_decay=1e-4)
+    rates = [g["lr"] for g in groups]
+    assert rates == sorted(rates) and rates[-1] == pytest.approx(0.1)
+    assert rates[0] == pytest.approx(0.1 * 0.5 ** (len(ft.layer_groups(model)) - 1))
+    covered = [id(p) for g in groups for p in g["params"]]
+    assert sorted(covered) == sorted(id(p) for p in model.parameters())
+    assert all(g["weight_decay"] == (1e-4 if g["name"].endswith("weights") else 0.0) for g in groups)
+    with pytest.raises(ParameterError, match="lr_decay"):
+        ft.discriminative_param_groups(model, lr=0.1, lr_decay=1.5)
+
+
+def test_gradient_hooks_match_per_group_sgd() -> None:
+    """The engine's single-rate SGD with the hooks equals torch's SGD with per-group rates."""
+    torch.manual_seed(0)
+    base = build_model("resnet20", num_classes=3).double()  # float64: exact up to rounding
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (4,))
+    a, b = copy.deepcopy(base), copy.deepcopy(base)
+    groups_a = ft.discriminative_param_groups(a, lr=0.1, lr_decay=0.5, weight_decay=5e-4)
+    opt_a = torch.optim.SGD(groups_a, lr=0.1, momentum=0.9, nesterov=True)
+    groups_b = ft.discriminative_param_groups(b, lr=0.1, lr_decay=0.5, weight_decay=5e-4)
+    opt_b = torch.optim.SGD([{"params": g["params"], "weight_decay": g["weight_decay"]}
+                             for g in groups_b], lr=0.1, momentum=0.9, nesterov=True)
+    with ft._lr_multipliers(groups_b, 0.1):
+        for _ in range(3):
+            for model, opt in ((a, opt_a), (b, opt_b)):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-10), name
+    assert not torch.allclose(a.conv1.weight, base.conv1.weight)
+
+
+def test_unfreezing_stages_cover_every_group_once() -> None:
+    model = build_model("resnet20")
+    stages = ft.unfreezing_stages(model, 10)
+    assert sum(e for e, _ in stages) == 10
+    assert stages[0][1] == ["head"]
+    assert set(stages[-1][1]) == {name for name, _ in ft.layer_groups(model)}
+    assert all(set(a) < set(b) for (_, a), (_, b) in zip(stages, stages[1:]))
+    assert len(ft.unfreezing_stages(model, 2)) == 2
+
+
+def _labelled(n_per_class: list[int]) -> ImageData:
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per_class)])
+    images = torch.arange(len(labels)).view(-1, 1, 1, 1).expand(-1, 3, 4, 4) % 256
+    return ImageData(images.to(torch.uint8).contiguous(), labels.long(),
+                     [f"c{i}" for i in range(len(n_per_class))], "test")
+
+
+def test_label_budget_k_per_class_seeded_and_nested() -> None:
+    data = _labelled([30, 25, 40])
+    small = ft.sample_per_class(data, 5, seed=1)
+    assert torch.bincount(small.labels).tolist() == [5, 5, 5]
+    again = ft.sample_per_class(data, 5, seed=1)
+    assert torch.equal(small.images, again.images)
+    other = ft.sample_per_class(data, 5, seed=2)
+    assert not torch.equal(small.images, other.images)
+    large = ft.sample_per_class(data, 20, seed=1)
+    assert set(small.images[:, 0, 0, 0].tolist()) <= set(large.images[:, 0, 0, 0].tolist())
+    with pytest.raises(ParameterError, match="'c1' has 25"):
+        ft.sample_per_class(data, 26)
+
+
+def test_resize_images_to_three_channels() -> None:
+    gray = ImageData(torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8),
+                     torch.zeros(5, dtype=torch.long), ["a"], "gray")
+    rgb = ft.resize_images(gray, 32)
+    assert rgb.images.shape == (5, 3, 32, 32) and rgb.images.dtype == torch.uint8
+    assert torch.equal(rgb.images[:, 0], rgb.images[:, 2])
+
+
+def _write(path: Path, size: tuple[int, int], mode: str = "RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color=128 if mode == "L" else (200, 10, 10)).save(path)
+
+
+def test_image_folder_target_handles_mixed_sizes_and_modes(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_NB_CACHE", str(tmp_path / "cache"))
+    for i in range(5):
+        _write(tmp_path / "pics" / "cats" / f"{i}.png", (40 + i, 30), "L")
+        _write(tmp_path / "pics" / "dogs" / f"{i}.jpg", (64, 48 + i))
+    train, test = ft.load_target("folder", folder=tmp_path / "pics", size=32, test_fraction=0.2)
+    assert train.classes == ["cats", "dogs"] and len(train) == 8 and len(test) == 2
+    assert train.images.shape[1:] == (3, 32, 32)
+
+
+@pytest.mark.parametrize("case", ["one_class", "empty_class", "not_an_image"])
+def test_image_folder_target_bad_inputs_fail_clearly(tmp_path: Path, case: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESNET_NB_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "pics"
+    _write(root / "cats" / "a.png", (8, 8))
+    if case == "empty_class":
+        (root / "dogs").mkdir()
+        match = "dogs holds no images"
+    elif case == "not_an_image":
+        (root / "dogs").mkdir()
+        (root / "dogs" / "notes.jpg").write_text("not a picture")
+        match = "notes.jpg is not a readable image"
+    else:
+        match = "at least two"
+    with pytest.raises((ValueError, DataCorruptError), match=match):
+        ft.load_target("folder", folder=root, size=32)
+    with pytest.raises(ParameterError, match="target_folder|folder=None"):
+        ft.load_target("folder")
+
+
+def test_transfer_runs_through_the_engine(checkpoint: Path) -> None:
+    src = ft.load_checkpoint_source(checkpoint, verbose=False)
+    data = synthetic_data(120, num_classes=3, seed=5)
+    train, test = data.subset(torch.arange(90)), data.subset(torch.arange(90, 120))
+    result = ft.transfer(src, "gradual", train, test, labels_per_class=8, epochs=3,
+                         batch_size=8, lr=0.05, precision="fp32", device="cpu")
+    assert result.train_images == 24 and 0 <= result.test_acc <= 1
+    assert result.model.fc.out_features == 3 and src.model.fc.out_features == 10
+    assert all(p.requires_grad for p in result.model.parameters())
+    probe = ft.transfer(src, "linear_probe", train, test, labels_per_class=8, epochs=1,
+                        batch_size=8, lr=0.05, precision="fp32", device="cpu")
+    frozen = {n: b for n, b in probe.model.named_buffers() if not n.startswith("fc")}
+    original = dict(src.model.named_buffers())
+    assert all(torch.equal(b, original[n]) for n, b in frozen.items())
+    with pytest.raises(ValueError, match="resize_images"):
+        ft.transfer(src, "full", ft.resize_images(train, 16), test)
+
+
+def test_export_parity_torchscript_and_onnx(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = ft.apply_strategy(_probe_model(), "linear_probe").eval()
+    x = torch.randn(3, 3, 32, 32)
+    diffs = export_parity(model, x, tmp_path)
+    assert diffs["max_abs_logit"] > 0
+    assert diffs["torchscript"] < 1e-5 and diffs["onnx"] < 1e-4, diffs
+    from resnet_nb.inference import onnx_logits
+
+    bigger = torch.randn(5, 3, 32, 32)  # the batch size is dynamic
+    with torch.no_grad():
+        assert torch.allclose(onnx_logits(tmp_path / "model.onnx", bigger), model(bigger),
+                              atol=1e-4)
+
+
+def test_predict_on_files_pil_and_tensors(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=3).eval()
+    classes = ["a", "b", "c"]
+    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    paths = []
+    for i, img in enumerate(pixels):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
+    prep = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
+    from_files = resnet_nb.predict(model, paths, classes, k=2, **prep)
+    from_pil = resnet_nb.predict(model, [Image.open(p) for p in paths], classes, k=2, **prep)
+    from_tensor = resnet_nb.predict(model, pixels, classes, k=2, **prep)
+    from_float = resnet_nb.predict(model, pixels[0].float() / 255, classes, k=2, **prep)
+    assert len(from_files) == 2 and all(len(top) == 2 for top in from_files)
+    for a, b, c in zip(from_files, from_pil, from_tensor, strict=True):
+        assert [n for n, _ in a] == [n for n, _ in b] == [n for n, _ in c]
+        assert [p for _, p in a] == pytest.approx([p for _, p in c], abs=1e-5)
+    assert from_float[0][0][0] == from_tensor[0][0][0]
+    with torch.no_grad():
+        probs = model(preprocess(pixels, **prep)).softmax(1)
+    assert from_tensor[0][0][1] == pytest.approx(float(probs[0].max()), abs=1e-6)
+    assert from_files[0][0][1] >= from_files[0][1][1]
+    gray = resnet_nb.predict(model, Image.new("L", (50, 40)), classes, k=1, size=32, **prep)
+    assert len(gray) == 1
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        resnet_nb.predict(model, [tmp_path / "missing.png"], classes, **prep)
+    with pytest.raises(ValueError, match="differ in size"):
+        resnet_nb.predict(model, [Image.new("RGB", (8, 8)), Image.new("RGB", (9, 9))],
+                          classes, **prep)
+    with pytest.raises(ValueError, match="k=4"):
+        resnet_nb.predict(model, pixels, classes, k=4, **prep)
+
+
+def test_grad_cam_maps_and_leaves_the_model_alone() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=3).train()
+    x = torch.randn(2, 3, 32, 32)
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    cams = grad_cam(model, x)
+    assert cams.shape == (2, 32, 32) and float(cams.min()) >= 0
+    assert torch.allclose(cams.flatten(1).max(1).values, torch.ones(2))
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
+    other = grad_cam(model, x, target=[0, 1], layer="layer2")
+    assert other.shape == (2, 32, 32)
