@@ -65,6 +65,7 @@ from resnet_nb.train import (
     TrainConfig,
     evaluate,
     fit,
+    limit_train,
     resolve_device,
     resolve_precision,
 )
@@ -124,9 +125,7 @@ print(f"device: {device_name(dev)}; mixed precision: {amp_name}")
 full = load_cifar10("train")
 test = load_cifar10("test")
 train, val = train_val_split(full, val_size=5000, seed=0)
-if train_limit is not None and train_limit < len(train):
-    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    train = train.subset(pick[:train_limit].sort().values)
+train = limit_train(train, train_limit, seed=seed)
 classes = train.classes
 print(f"train {len(train):,}  validation {len(val):,}  test {len(test):,}")
 
@@ -603,7 +602,7 @@ text = (f"After {epochs} epochs on {len(train):,} images ({seen:,} images seen, 
 if seed_recipe:
     gap = result.test["acc"] - seed_test
     text += (f"the seed recipe reaches {seed_test:.1%} test accuracy and ours "
-             f"{result.test['acc']:.1%}, {abs(gap):.1%} "
+             f"{result.test['acc']:.1%}, {100 * abs(gap):.1f} percentage points "
              f"{'higher' if gap >= 0 else 'lower'}. ")
 else:
     text += f"our recipe reaches {result.test['acc']:.1%} test accuracy. "

@@ -58,7 +58,7 @@ from resnet_nb.inference import export_parity, grad_cam, preprocess
 from resnet_nb.models import build_model, count_parameters
 from resnet_nb.params import ParameterError, check_choice, check_positive_int
 from resnet_nb.report import device_name, provenance
-from resnet_nb.train import TrainConfig, evaluate, fit, resolve_device
+from resnet_nb.train import TrainConfig, evaluate, fit, limit_train, resolve_device
 
 # %% tags=["parameters"]
 source = "checkpoint"  # "checkpoint" (our engine's, works offline) or "imagenet" (torchvision)
@@ -133,22 +133,22 @@ print(f"device: {device_name(dev)}")
 # %%
 if source == "imagenet":
     src = ft.load_imagenet_source(imagenet_arch, path=imagenet_weights, image_size=imagenet_size)
-    made_here = False
+    source_origin = "given"
 else:
     ckpt = Path(checkpoint)
-    made_here = not ckpt.is_file()
-    if made_here:
+    source_origin = "given" if ckpt.is_file() else "cached"
+    if source_origin == "cached":
         ckpt = (cache_dir() / "finetune" / f"resnet20-cifar10-{source_images}x{source_epochs}"
                 f"-seed{seed}" / "checkpoint.pt")
         if ckpt.is_file():
             print(f"no checkpoint at {checkpoint}; using the source run cached at {ckpt}")
         else:
+            source_origin = "trained"
             print(f"no checkpoint at {checkpoint}; training a small source run instead: ResNet-20, "
                   f"{source_images:,} CIFAR-10 images, {source_epochs} epochs -> {ckpt.parent}")
             cifar = load_cifar10("train")
             cifar_train, _ = train_val_split(cifar, val_size=5000, seed=0)
-            pick = torch.randperm(len(cifar_train), generator=torch.Generator().manual_seed(seed))
-            cifar_train = cifar_train.subset(pick[:source_images].sort().values)
+            cifar_train = limit_train(cifar_train, source_images, seed=seed)
             run = fit(
                 TrainConfig(model="resnet20", epochs=source_epochs, lr=0.2, label_smoothing=0.1,
                             precision=precision, device=device, seed=seed, out=str(ckpt.parent)),
@@ -189,9 +189,7 @@ for note in ft.load_weights(five, src.model.state_dict(), source="the source wei
 # %%
 target_train, target_test = ft.load_target(target, folder=target_folder, size=src.image_size,
                                            seed=seed)
-if test_images is not None and test_images < len(target_test):
-    pick = torch.randperm(len(target_test), generator=torch.Generator().manual_seed(seed))
-    target_test = target_test.subset(pick[:test_images].sort().values)
+target_test = limit_train(target_test, test_images, seed=seed)
 classes = target_train.classes
 print(target_train)
 print(f"test: {len(target_test):,} images")
@@ -267,9 +265,7 @@ def source_task_acc(model: torch.nn.Module) -> float | None:
         return None
     m = copy.deepcopy(model)
     m.fc = copy.deepcopy(src.model.fc)
-    cifar_test = load_cifar10("test")
-    pick = torch.randperm(len(cifar_test), generator=torch.Generator().manual_seed(seed))
-    cifar_test = cifar_test.subset(pick[:1000].sort().values)  # the files are sorted by class
+    cifar_test = limit_train(load_cifar10("test"), 1000, seed=seed)  # a random 1,000
     return evaluate(m, cifar_test, mean=src.mean, std=src.std, precision=precision)["acc"]
 
 
@@ -511,8 +507,12 @@ display(Markdown(
 # %%
 k_lo, k_hi = min(budgets), max(budgets)
 display(Markdown("\n".join([
-    f"* The source was {src.description}" + (" (trained in this run, as no checkpoint was "
-                                             "found)." if made_here else "."),
+    f"* The source was {src.description}" + {
+        "given": ".",
+        "trained": " (trained in this run, as no checkpoint was found).",
+        "cached": " (no checkpoint was found; an earlier run of this chapter trained it and "
+                  "kept it in the cache).",
+    }[source_origin],
     "* Loading checks the architecture: other networks' weights fail with the keys that do not "
     "match; another number of classes replaces the head and says so.",
     f"* Freezing BatchNorm matters: with `requires_grad=False` alone the running statistics "

@@ -222,7 +222,7 @@ def load_checkpoint_source(
         )
     state, config = saved["model"], saved["config"]
     name = config.get("model", "?")
-    classes = _dataset_classes(config.get("dataset"), state)
+    classes = saved.get("classes") or _dataset_classes(config.get("dataset"), state)
     if into is None:
         in_channels = int(state["conv1.weight"].shape[1]) if "conv1.weight" in state else 3
         into = build_model(name, num_classes=len(classes), in_channels=in_channels)
@@ -250,6 +250,7 @@ def load_checkpoint_source(
 
 
 def _dataset_classes(dataset: Any, state: dict[str, torch.Tensor]) -> list[str]:
+    """Class names for checkpoints written before they were stored in the checkpoint."""
     known = {"cifar10": CIFAR10_CLASSES, "fashion_mnist": FASHION_MNIST_CLASSES}
     if dataset in known:
         return list(known[dataset])

@@ -75,6 +75,7 @@ __all__ = [
     "resolve_precision",
     "param_groups",
     "synthetic_data",
+    "limit_train",
     "load_profile",
     "load_checkpoint",
     "main",
@@ -511,11 +512,20 @@ def _load_splits(config: TrainConfig) -> tuple[Any, Any, Any]:
     return train, val, loader("test")
 
 
-def _limit(train: Any, limit: int | None) -> Any:
-    if limit is None or limit >= len(train):
-        return train
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    return train.subset(order[:limit].sort().values)
+def limit_train(data: Any, limit: int | None, *, seed: int = 0) -> Any:
+    """A seeded random subset of ``limit`` images of ``data`` (all of it if ``limit`` is None).
+
+    The draw is random, not the first ``limit`` images: some copies of CIFAR-10
+    are stored sorted by class, where a prefix would hold one class only. The
+    subset keeps the original order and is the same for the same ``seed``.
+    """
+    if limit is None:
+        return data
+    check_positive_int("limit", limit)
+    if limit >= len(data):
+        return data
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(order[:limit].sort().values)
 
 
 # ----------------------------------------------------------------------------
@@ -828,7 +838,7 @@ def _fit(
     dtype, use_scaler = resolve_precision(config.precision, device)
     if train is None:
         train, val, test = _load_splits(config)
-    train = _limit(train, config.train_limit)
+    train = limit_train(train, config.train_limit, seed=config.seed)
     if config.batch_size % ctx.world:
         raise ParameterError(
             f"parameter batch_size={config.batch_size!r} is invalid: the global batch must "
@@ -995,6 +1005,7 @@ def _fit(
                     "history": history,
                     "config": config.to_dict(),
                     "stats": {"mean": list(mean), "std": list(std)},
+                    "classes": list(train.classes),
                 },
                 out / CHECKPOINT,
             )
@@ -1026,6 +1037,7 @@ def _fit(
                 "torch": torch.__version__,
                 "train_images": len(train),
                 "data_source": getattr(train, "source", None),
+                "classes": list(train.classes),
                 "config": config.to_dict(),
             },
             out / METRICS,

@@ -63,6 +63,7 @@ BAD = [
     ("04_going_deeper", "device", "gpu", ["'cpu'", "'cuda'"]),
     ("04_going_deeper", "schedule", "exp", ["'onecycle'", "'step'"]),
     ("04_going_deeper", "val_limit", 0, ["positive integer"]),
+    ("04_going_deeper", "warmup", "yes", ["'auto'", "'on'", "'off'"]),
 ]
 
 

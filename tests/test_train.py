@@ -30,6 +30,7 @@ from resnet_nb.train import (
     param_groups,
     predict_logits,
     resolve_precision,
+    limit_train,
     synthetic_data,
 )
 
@@ -257,6 +258,7 @@ def test_fit_learns_and_writes_history_checkpoint_and_metrics(tmp_path: Path) ->
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
     assert ckpt["epoch"] == 4 and len(ckpt["history"]) == 4
     assert set(ckpt) >= {"model", "optimizer", "schedule", "scaler", "rng", "config"}
+    assert ckpt["classes"] == train.classes == metrics["classes"]
     for name, value in result.model.state_dict().items():
         assert torch.equal(ckpt["model"][name], value), name
     again = evaluate(result.model, test, mean=result.mean, std=result.std, precision="fp32")
@@ -265,6 +267,20 @@ def test_fit_learns_and_writes_history_checkpoint_and_metrics(tmp_path: Path) ->
                             precision="fp32")
     assert logits.shape == (64, 10)
     assert math.isclose((logits.argmax(1) == test.labels).float().mean().item(), again["acc"])
+
+
+def test_limit_train_draws_a_seeded_random_subset_in_order() -> None:
+    data = synthetic_data(300, seed=3)
+    # sort by class, as some copies of CIFAR-10 are stored: a prefix is one class
+    data = data.subset(data.labels.argsort(stable=True))
+    a = limit_train(data, 100, seed=0)
+    assert len(a) == 100 and len(set(a.labels.tolist())) > 5
+    assert torch.equal(a.images, limit_train(data, 100, seed=0).images)
+    assert not torch.equal(a.images, limit_train(data, 100, seed=1).images)
+    assert torch.equal(a.labels, a.labels.sort().values)  # original order kept
+    assert limit_train(data, None) is data and limit_train(data, 300) is data
+    with pytest.raises(ParameterError, match="limit"):
+        limit_train(data, 0)
 
 
 def test_nan_loss_stops_with_step_and_last_finite_loss() -> None:
