@@ -63,16 +63,16 @@ from resnet_nb.train import TrainConfig, evaluate, fit, limit_train, resolve_dev
 # %% tags=["parameters"]
 source = "checkpoint"  # "checkpoint" (our engine's, works offline) or "imagenet" (torchvision)
 checkpoint = "../runs/quick/checkpoint.pt"  # written by `python -m resnet_nb.train --profile quick`
-source_images = 6000  # CIFAR-10 images of the source run trained here if `checkpoint` is missing
-source_epochs = 3  # epochs of that source run
+source_images = 20000  # CIFAR-10 images of the source run trained here if `checkpoint` is missing
+source_epochs = 4  # epochs of that source run
 imagenet_arch = "resnet18"  # "resnet18" or "resnet50" (source="imagenet")
 imagenet_weights = None  # local .pth of the ImageNet weights; None: torch's cache or download
 imagenet_size = 224  # input side for ImageNet weights (they were trained at 224)
 target = "fashion_mnist"  # "fashion_mnist", "cifar10" or "folder"
 target_folder = None  # target="folder": a folder with one subfolder of images per class
-budgets = [10, 30, 100]  # labelled images per class (full profile: [10, 100, 1000, 5000])
-train_images = 1000  # images each run trains on: epochs = max(1, train_images // labelled)
-test_images = 1000  # test images per evaluation (None: the whole test split)
+budgets = [10, 100, 1000]  # labelled images per class (full profile: [10, 100, 1000, 5000])
+train_images = 4000  # images each run trains on: epochs = max(1, train_images // labelled)
+test_images = 2000  # test images per evaluation (None: the whole test split)
 lrs = {"scratch": 0.1, "linear_probe": 0.5, "full": 0.05, "discriminative": 0.1, "gradual": 0.05}
 lr_decay = 0.5  # discriminative: rate factor per stage from the head towards the input
 batch_size = 32  # batch size of every transfer run
