@@ -922,6 +922,9 @@ def _fit(
     lo, hi = ctx.rank * shard, (ctx.rank + 1) * shard
     check_every = 1 if device.type == "cpu" else 25
     tqdm = _tqdm()
+    # A text bar redrawn in a log file (stderr not a terminal) is noise: the
+    # one line per epoch printed below says the same.
+    interactive_bar = tqdm.__module__ != "tqdm.std" or sys.stderr.isatty()
     eval_batch = max(config.batch_size, 500)
 
     last_finite: tuple[int, float] | None = None
@@ -934,7 +937,7 @@ def _fit(
         pending: list[tuple[int, torch.Tensor]] = []
         bar = tqdm(
             total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-            disable=not (progress and ctx.main), unit="batch",
+            disable=not (progress and ctx.main) or not interactive_bar, unit="batch",
         )
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
