@@ -14,8 +14,18 @@ finetune weight sources, freezing policies, parameter groups, transfer runs
 inference  predictions, TorchScript/ONNX export, Grad-CAM
 """
 
-from resnet_nb.inference import predict
+from typing import Any
 
 __all__ = ["predict"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `python -m resnet_nb.train` does not import
+    # resnet_nb.train twice (once through the package, once as __main__).
+    if name == "predict":
+        from resnet_nb.inference import predict
+
+        return predict
+    raise AttributeError(f"module 'resnet_nb' has no attribute {name!r}")
 
 __version__ = "0.1.0"
