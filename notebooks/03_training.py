@@ -43,6 +43,7 @@ import time
 
 started = time.perf_counter()
 
+import logging
 import math
 from collections.abc import Callable, Iterator
 
@@ -341,6 +342,9 @@ rows.append((f"+ mixed precision ({amp_name} autocast)", speed))
 # finds its cache from an earlier run), throughput on every step.
 
 # %%
+# On a machine without CUDA, the C++ compiler setup logs that it found no CUDA
+# runtime; that is expected here, so only errors from it are shown.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 compiled: nn.Module | None = None
 compile_s = None
 if not bench_compile:
