@@ -120,7 +120,9 @@ class Source:
     ``model`` keeps its original head (``classes`` outputs); :func:`transfer`
     copies it and replaces the head for the target task. Inputs are RGB images
     of ``image_size`` pixels normalised with ``mean``/``std`` (the statistics the
-    weights were trained with). ``notes`` records what loading did.
+    weights were trained with). ``notes`` records what loading did. ``stem`` is
+    the stem of an ImageNet-family ``architecture`` (``None``: its ImageNet stem),
+    so that a network trained from scratch for comparison has the same shape.
     """
 
     model: nn.Module
@@ -131,6 +133,7 @@ class Source:
     image_size: int
     classes: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    stem: str | None = None
 
 
 def load_weights(
@@ -225,7 +228,9 @@ def load_checkpoint_source(
     classes = saved.get("classes") or _dataset_classes(config.get("dataset"), state)
     if into is None:
         in_channels = int(state["conv1.weight"].shape[1]) if "conv1.weight" in state else 3
-        into = build_model(name, num_classes=len(classes), in_channels=in_channels)
+        into = build_model(
+            name, num_classes=len(classes), in_channels=in_channels, stem=config.get("stem")
+        )
     notes = load_weights(into, state, source=f"checkpoint {file} ({name})")
     stats = saved.get("stats") or {}
     mean = tuple(float(m) for m in stats.get("mean", ()))
@@ -244,6 +249,7 @@ def load_checkpoint_source(
         image_size=32,
         classes=classes,
         notes=notes,
+        stem=config.get("stem"),
     )
     _say(source.notes, verbose)
     return source
@@ -789,7 +795,7 @@ def transfer(
     if strategy == "scratch":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(source.architecture, num_classes=num_classes)
+            model = build_model(source.architecture, num_classes=num_classes, stem=source.stem)
         mean, std = channel_stats(train)
         front: nn.Module | None = None
     else:

@@ -50,6 +50,7 @@ __all__ = [
     "CifarResNet",
     "cifar_resnet",
     "MODEL_NAMES",
+    "IMAGENET_MODEL_NAMES",
     "build_model",
     "count_parameters",
     "count_flops",
@@ -681,6 +682,9 @@ _IMAGENET_BUILDERS: dict[str, Callable[..., ResNet]] = {
     "resnet152": resnet152,
 }
 _CIFAR_DEPTHS: tuple[int, ...] = (20, 32, 44, 56, 110)
+
+IMAGENET_MODEL_NAMES: tuple[str, ...] = tuple(_IMAGENET_BUILDERS)
+"""The names of the ImageNet family, the networks that take a ``stem``."""
 
 MODEL_NAMES: tuple[str, ...] = (
     *_IMAGENET_BUILDERS,

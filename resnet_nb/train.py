@@ -34,7 +34,9 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +58,7 @@ from resnet_nb.params import (
     check_positive_float,
     check_positive_int,
 )
+from resnet_nb.report import device_name
 
 __all__ = [
     "DATASETS",
@@ -153,10 +156,13 @@ class TrainConfig:
     training error drops below 80%); ``"auto"`` enables it for the step schedule
     on 110-layer models. ``out`` is the run folder (checkpoint, history,
     metrics); ``None`` keeps everything in memory. ``resume`` continues from
-    ``out/checkpoint.pt`` if it exists.
+    ``out/checkpoint.pt`` if it exists. ``stem`` (``"imagenet"`` or ``"cifar"``)
+    applies to the ImageNet family (``resnet18`` .. ``resnet152``) only; ``None``
+    is their ImageNet stem.
     """
 
     model: str = "resnet20"
+    stem: str | None = None
     dataset: str = "cifar10"
     epochs: int = 10
     batch_size: int = 128
@@ -186,6 +192,16 @@ class TrainConfig:
 
             model_names = MODEL_NAMES
         check_choice("model", self.model, model_names)
+        if self.stem is not None:
+            from resnet_nb.models import IMAGENET_MODEL_NAMES, STEMS
+
+            check_choice("stem", self.stem, STEMS)
+            if self.model not in IMAGENET_MODEL_NAMES:
+                raise ParameterError(
+                    f"parameter stem={self.stem!r} is invalid for model={self.model!r}: "
+                    f"a stem applies only to {', '.join(IMAGENET_MODEL_NAMES)}; "
+                    "leave it unset (None) for the CIFAR networks"
+                )
         check_choice("dataset", self.dataset, DATASETS)
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
@@ -678,6 +694,14 @@ def _atomic_json(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _torchvision_version() -> str | None:
+    try:
+        import torchvision
+    except ImportError:  # the engine itself does not need it
+        return None
+    return str(torchvision.__version__)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`fit` (safely: ``weights_only=True``).
 
@@ -864,7 +888,8 @@ def _fit(
         from resnet_nb.models import build_model
 
         model = build_model(
-            config.model, num_classes=num_classes, in_channels=train.images.shape[1]
+            config.model, num_classes=num_classes, in_channels=train.images.shape[1],
+            stem=config.stem,
         )
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
@@ -1035,9 +1060,12 @@ def _fit(
                 "epochs": config.epochs,
                 "wall_time_s": wall,
                 "device": str(device),
+                "device_name": device_name(device),
                 "precision": _precision_name(dtype),
                 "world_size": ctx.world,
                 "torch": torch.__version__,
+                "torchvision": _torchvision_version(),
+                "python": platform.python_version(),
                 "train_images": len(train),
                 "data_source": getattr(train, "source", None),
                 "classes": list(train.classes),
@@ -1241,6 +1269,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", help="defaults to start from: quick (CPU, default) or full (GPU)")
     p.add_argument("--model", help="e.g. resnet20, resnet56, plain20, resnet18")
+    p.add_argument("--stem", help="imagenet or cifar (resnet18..resnet152 only; default imagenet)")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--epochs", type=_number)
     p.add_argument("--batch-size", type=_number, help="global batch size (split among DDP ranks)")
@@ -1292,6 +1321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, NonFiniteLossError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if result.out is not None and int(os.environ.get("RANK", "0")) == 0:
+        # Say in the run folder how the run was started.
+        metrics_path = Path(result.out) / METRICS
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text())
+            args = list(sys.argv[1:] if argv is None else argv)
+            metrics["command"] = shlex.join(["python", "-m", "resnet_nb.train", *args])
+            _atomic_json(metrics, metrics_path)
     if progress and int(os.environ.get("RANK", "0")) == 0:
         last = result.history[-1] if result.history else {}
         test = f"{result.test['acc']:.2%}" if result.test else "n/a"
