@@ -24,6 +24,7 @@ can learn to spot; the paper (He et al., 2015) pads with zeros, which
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -108,11 +109,29 @@ def normalize(
     c = images.shape[1]
     if len(mean) != c or len(std) != c:
         raise ValueError(f"mean/std have {len(mean)}/{len(std)} values for {c} channels")
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device)
+    scale, shift = _affine(
+        tuple(float(m) for m in mean), tuple(float(s) for s in std), images.device
+    )
+    return torch.addcmul(shift, images.to(torch.float32), scale).to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _affine(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale`` and ``shift`` of :func:`normalize`, made once per device.
+
+    Built on the CPU and copied to ``device`` once: a fresh copy in every
+    training step would make the host wait for the GPU at each step (a
+    pageable host-to-device copy synchronises the stream), so nothing would
+    overlap the next step's kernel launches.
+    """
+    c = len(mean)
+    std_t = torch.tensor(std, dtype=torch.float32)
+    mean_t = torch.tensor(mean, dtype=torch.float32)
     scale = (1.0 / (255.0 * std_t)).view(1, c, 1, 1)
     shift = (-mean_t / std_t).view(1, c, 1, 1)
-    return torch.addcmul(shift, images.to(torch.float32), scale).to(dtype)
+    return scale.to(device), shift.to(device)
 
 
 def cutout(

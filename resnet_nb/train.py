@@ -116,13 +116,14 @@ PROFILES: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.1,
         "out": "runs/quick",
     },
-    # GPU: a full run on the whole training split.
+    # GPU: a full run on the whole training split, compiled.
     "full": {
         "model": "resnet20",
         "epochs": 40,
         "batch_size": 512,
         "lr": 0.8,
         "label_smoothing": 0.1,
+        "compile": True,
         "out": "runs/full",
     },
 }
