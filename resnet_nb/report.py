@@ -7,12 +7,22 @@ from: device, library versions, parameters, data source and wall time.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance", "device_name"]
+__all__ = [
+    "provenance",
+    "device_name",
+    "time_to_accuracy",
+    "load_run",
+    "reference_runs",
+    "run_summary",
+]
 
 
 def device_name(device: Any = None) -> str:
@@ -75,3 +85,97 @@ def provenance(
             value = json.dumps(value, default=str)
         print(f"{key:<{width}}  {value}")
     return record
+
+
+# --------------------------------------------------------------------------------------
+# Recorded runs (run folders written by resnet_nb.train.fit, and the reference runs)
+# --------------------------------------------------------------------------------------
+
+
+def time_to_accuracy(
+    history: Sequence[Mapping[str, Any]], target: float
+) -> Mapping[str, Any] | None:
+    """The first row of ``history`` whose validation accuracy is at least ``target``.
+
+    ``history`` is the per-epoch list that :func:`resnet_nb.train.fit` returns and
+    writes as ``history.json``; its ``wall_time_s`` says when that epoch (and its
+    validation) ended. Returns ``None`` if the run never reached ``target``.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target={target!r} is invalid: give a fraction in (0, 1], e.g. 0.94")
+    for row in history:
+        acc = row.get("val_acc")
+        if acc is not None and acc >= target:
+            return row
+    return None
+
+
+def load_run(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run folder: ``metrics.json``, ``history.json`` and, if present,
+    ``provenance.json`` (how a reference run was recorded).
+
+    Returns ``{"name", "folder", "metrics", "history", "provenance"}``. A folder
+    without the two files written at the end of a run raises FileNotFoundError
+    naming the missing file.
+    """
+    path = Path(folder)
+    record: dict[str, Any] = {"name": path.name, "folder": str(path)}
+    for key, required in (("metrics", True), ("history", True), ("provenance", False)):
+        file = path / f"{key}.json"
+        if not file.is_file():
+            if required:
+                raise FileNotFoundError(
+                    f"{file} is missing: {path} is not a finished run folder of "
+                    "python -m resnet_nb.train (it writes history.json every epoch and "
+                    "metrics.json at the end)"
+                )
+            record[key] = {}
+            continue
+        record[key] = json.loads(file.read_text())
+    return record
+
+
+def reference_runs(root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every run folder under ``root`` (see :func:`load_run`), sorted by name."""
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"no folder of recorded runs at {base.absolute()}")
+    return [load_run(p) for p in sorted(base.iterdir()) if (p / "metrics.json").is_file()]
+
+
+def run_summary(run: Mapping[str, Any], targets: Sequence[float] = (0.92, 0.94)) -> dict[str, Any]:
+    """One row of figures for a run loaded by :func:`load_run`.
+
+    ``images_per_s`` is the median over the epochs after the first (which also
+    compiles and warms up); ``reached`` maps each target to the wall time in
+    seconds at which validation accuracy first reached it, or ``None``.
+    """
+    metrics, history = run["metrics"], run["history"]
+    config = metrics.get("config", {})
+    rates = [row["images_per_s"] for row in history[1:]] or [
+        row["images_per_s"] for row in history
+    ]
+    reached = {}
+    for target in targets:
+        row = time_to_accuracy(history, target)
+        reached[target] = None if row is None else float(row["wall_time_s"])
+    model = str(config.get("model", "?"))
+    if config.get("stem"):
+        model += f" ({config['stem']} stem)"
+    return {
+        "name": run["name"],
+        "device": metrics.get("device_name") or metrics.get("device"),
+        "torch": metrics.get("torch"),
+        "model": model,
+        "epochs": config.get("epochs"),
+        "batch_size": config.get("batch_size"),
+        "compiled": bool(config.get("compile")),
+        "precision": metrics.get("precision"),
+        "images_per_s": statistics.median(rates) if rates else None,
+        "best_val_acc": metrics.get("best_val_acc"),
+        "test_acc": metrics.get("test_acc"),
+        "wall_time_s": metrics.get("wall_time_s"),
+        "reached": reached,
+        "command": metrics.get("command"),
+        "commit": run.get("provenance", {}).get("commit"),
+    }

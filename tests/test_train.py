@@ -31,6 +31,7 @@ from resnet_nb.train import (
     predict_logits,
     resolve_precision,
     limit_train,
+    main,
     synthetic_data,
 )
 
@@ -202,6 +203,29 @@ def test_bad_parameters_are_named(field: str, value: object, needle: str) -> Non
     assert f"{field}={value!r}" in message and needle in message
 
 
+@pytest.mark.parametrize(
+    ("model", "stem", "needles"),
+    [
+        ("resnet20", "cifar", ("stem='cifar'", "resnet18", "leave it unset")),
+        ("resnet18", "tiny", ("stem='tiny'", "imagenet", "cifar")),
+    ],
+)
+def test_bad_stem_is_named(model: str, stem: str, needles: tuple[str, ...]) -> None:
+    with pytest.raises(ParameterError) as info:
+        TrainConfig(model=model, stem=stem).validate()
+    assert all(n in str(info.value) for n in needles), str(info.value)
+
+
+def test_normalize_constants_are_made_once_per_device() -> None:
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    first = normalize(images, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
+    again = normalize(images, [0.5, 0.4, 0.3], [0.2, 0.2, 0.2])  # lists hash as tuples
+    assert torch.equal(first, again)
+    from resnet_nb.augment import _affine
+
+    assert _affine.cache_info().hits >= 1
+
+
 def test_resume_needs_a_run_folder() -> None:
     with pytest.raises(ParameterError, match="resume=True"):
         TrainConfig(resume=True).validate()
@@ -267,6 +291,31 @@ def test_fit_learns_and_writes_history_checkpoint_and_metrics(tmp_path: Path) ->
                             precision="fp32")
     assert logits.shape == (64, 10)
     assert math.isclose((logits.argmax(1) == test.labels).float().mean().item(), again["acc"])
+
+
+def test_cifar_stem_reaches_the_network_the_checkpoint_and_fine_tuning(tmp_path: Path) -> None:
+    from resnet_nb import finetune as ft
+
+    data = synthetic_data(32, seed=2)
+    config = TrainConfig(model="resnet18", stem="cifar", dataset="synthetic", epochs=1,
+                         batch_size=16, device="cpu", precision="fp32", out=str(tmp_path))
+    result = fit(config, train=data, val=None, test=None, progress=False)
+    assert result.model.conv1.kernel_size == (3, 3)  # the ImageNet stem's is 7x7
+    assert isinstance(result.model.maxpool, nn.Identity)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["stem"] == "cifar"
+    source = ft.load_checkpoint_source(tmp_path / "checkpoint.pt", verbose=False)
+    assert source.stem == "cifar" and source.model.conv1.kernel_size == (3, 3)
+
+
+def test_cli_records_its_command_and_device_in_metrics(tmp_path: Path) -> None:
+    argv = ["--dataset", "synthetic", "--epochs", "1", "--train-limit", "64",
+            "--val-size", "32", "--batch-size", "32", "--device", "cpu", "--precision", "fp32",
+            "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["command"] == "python -m resnet_nb.train " + " ".join(argv)
+    assert metrics["device_name"].startswith("cpu") and metrics["python"]
+    assert metrics["config"]["train_limit"] == 64 and metrics["train_images"] == 64
 
 
 def test_limit_train_draws_a_seeded_random_subset_in_order() -> None:
