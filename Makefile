@@ -38,7 +38,7 @@ test: $(STAMP) browser
 
 # Developer helpers (not needed by readers)
 notebooks: $(STAMP)  ## refresh every .ipynb from its .py and re-run it in place
-	$(PY) -m resnet_nb.chapters --execute notebooks/*.py
+	$(PY) -m resnet_nb.chapters execute notebooks/*.py
 
 sync: $(STAMP)       ## pair every .py with its .ipynb without running anything
 	$(VENV)/bin/jupytext --sync notebooks/*.py

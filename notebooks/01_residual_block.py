@@ -156,14 +156,18 @@ assert out.shape == x.shape
 # So the convolution carries no bias (`bias=False`).
 # We can check that claim: a convolution with a bias and one without,
 # with the same weights, give the same output after BN.
+# The check runs in float64: the claim is exact, and in float32 the two
+# paths round differently (by about $10^{-5}$, depending on the CPU's
+# summation order), which would blur what we want to see.
 
 # %%
-with_bias = nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=True)
-without_bias = conv3x3(64, 64)
+with_bias = nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=True).double()
+without_bias = conv3x3(64, 64).double()
 without_bias.weight.data.copy_(with_bias.weight.data)
 nn.init.normal_(with_bias.bias)
-bn = nn.BatchNorm2d(64)
-torch.testing.assert_close(bn(with_bias(x)), bn(without_bias(x)))
+bn = nn.BatchNorm2d(64).double()
+x64 = x.double()
+torch.testing.assert_close(bn(with_bias(x64)), bn(without_bias(x64)))
 print("max |bias| that BN removed:", f"{with_bias.bias.abs().max().item():.2f}")
 
 
