@@ -9,7 +9,7 @@ same machine, in one run:
   memory format, SGD;
 * engine: :func:`resnet_nb.train.fit` as shipped - data resident on the device as
   uint8, batched crop/flip on the device, fused normalisation, channels_last and
-  the precision ``auto`` picks (bf16 autocast where supported).
+  the precision ``auto`` picks (bf16 autocast where it is fast).
 
 The two loops are measured in alternating rounds (naive, engine, naive, ...) and
 the median of each is reported, so that other load on a shared machine hits both

@@ -76,7 +76,7 @@ test_images = 2000  # test images per evaluation (None: the whole test split)
 lrs = {"scratch": 0.1, "linear_probe": 0.5, "full": 0.05, "discriminative": 0.1, "gradual": 0.05}
 lr_decay = 0.5  # discriminative: rate factor per stage from the head towards the input
 batch_size = 32  # batch size of every transfer run
-precision = "auto"  # "auto" (bf16 where supported), "bf16", "fp16" or "fp32"
+precision = "auto"  # "auto" (bf16 where it is fast), "bf16", "fp16" or "fp32"
 device = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
 seed = 0  # seeds label budgets, heads, data order and augmentation
 

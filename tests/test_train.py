@@ -180,6 +180,19 @@ def test_precision_resolution() -> None:
     assert dtype in (torch.bfloat16, None) and scaler is False
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_on_cpu_takes_bf16_only_with_amx(
+    amx: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bf16 autocast is slower than fp32 on CPUs without bf16 matrix units."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    expected = torch.bfloat16 if amx else None
+    assert resolve_precision("auto", torch.device("cpu")) == (expected, False)
+    # asked for explicitly, bf16 is used either way
+    assert resolve_precision("bf16", torch.device("cpu")) == (torch.bfloat16, False)
+
+
 # ----------------------------------------------------------------------------- parameters
 
 
