@@ -68,6 +68,7 @@ from resnet_nb.train import (
     evaluate,
     fit,
     limit_train,
+    precision_name,
     resolve_device,
     resolve_precision,
 )
@@ -110,14 +111,14 @@ for name, value in [("bench_compile", bench_compile), ("seed_recipe", seed_recip
         )
 dev = resolve_device(device)
 amp_dtype, use_scaler = resolve_precision(precision, dev)
-amp_name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype, "fp32")
+amp_name = precision_name(amp_dtype)
 print(f"device: {device_name(dev)}; mixed precision: {amp_name}")
 # The speed table's mixed-precision row tries bf16 even on a CPU where "auto"
 # keeps fp32, to show what it does there.
 table_dtype = amp_dtype
 if precision == "auto" and amp_dtype is None and dev.type == "cpu":
     table_dtype, _ = resolve_precision("bf16", dev)
-table_amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(table_dtype, "fp32")
+table_amp = precision_name(table_dtype)
 
 # %% [markdown]
 # ## The data
@@ -336,6 +337,11 @@ rows.append(("+ channels_last", speed))
 # faster.
 
 # %%
+def without_label(dropped: list[str]) -> str:
+    """A row label's note on the earlier steps it leaves out."""
+    return f" (without {' and '.join(dropped)})" if dropped else ""
+
+
 if table_dtype is None:
     print(f"no 16-bit autocast on {device_name(dev)}: this row stays fp32")
 torch.manual_seed(seed)
@@ -345,7 +351,7 @@ speed = images_per_s(amp_step, batches, SEED_BATCH)
 rows.append((f"+ mixed precision ({table_amp} autocast)", speed))
 keep_amp = table_dtype is not None and rows[-1][1] > rows[-2][1]
 step_dtype = table_dtype if keep_amp else None
-dropped = "" if keep_amp or table_dtype is None else f", without {table_amp}"
+without = [] if keep_amp or table_dtype is None else [table_amp]  # dropped from later rows
 print(f"{table_amp} autocast: {'kept' if keep_amp else 'not used'} in the rows below")
 
 # %% [markdown]
@@ -376,7 +382,7 @@ else:
         sync()
         compile_s = time.perf_counter() - t0
         speed = images_per_s(step, batches, SEED_BATCH)
-        rows.append((f"+ torch.compile ({dropped[2:]})" if dropped else "+ torch.compile", speed))
+        rows.append((f"+ torch.compile{without_label(without)}", speed))
         print(f"compile (first step): {compile_s:.1f} s")
     except Exception as err:  # a missing compiler or backend
         compiled = None
@@ -403,9 +409,9 @@ step = make_step(net, dtype=step_dtype)
 big = device_batches(bench, augment_cl, large_batch)
 step(*next(big))  # with compile: compiles for the new shape, untimed
 speed = images_per_s(step, big, large_batch)
-dropped += "" if keep_compile or compiled is None else ", without compile"
-label = f" ({dropped.removeprefix(', ')})" if dropped else ""
-rows.append((f"+ batch {large_batch}{label}", speed))
+if compiled is not None and not keep_compile:
+    without.append("compile")
+rows.append((f"+ batch {large_batch}{without_label(without)}", speed))
 print(f"batch {large_batch}: torch.compile {'kept' if keep_compile else 'not used'}")
 
 # %% [markdown]

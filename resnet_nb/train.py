@@ -75,6 +75,7 @@ __all__ = [
     "predict_logits",
     "lr_range_test",
     "resolve_device",
+    "precision_name",
     "resolve_precision",
     "param_groups",
     "synthetic_data",
@@ -153,8 +154,9 @@ class TrainConfig:
     images); ``train_limit`` trains on a seeded subset of the rest for quick runs.
     ``precision="auto"`` picks bf16 autocast on GPUs that support it and on
     CPUs with bf16 matrix units (AMX), fp16 with a gradient scaler on other
-    CUDA GPUs, else fp32 (on a CPU without AMX, bf16 is slower than fp32). ``warmup`` is the paper's ResNet-110 warm-up (lr/10 until the
-    training error drops below 80%); ``"auto"`` enables it for the step schedule
+    CUDA GPUs, else fp32 (on a CPU without AMX, bf16 is slower than fp32).
+    ``warmup`` is the paper's ResNet-110 warm-up (lr/10 until the training
+    error drops below 80%); ``"auto"`` enables it for the step schedule
     on 110-layer models. ``out`` is the run folder (checkpoint, history,
     metrics); ``None`` keeps everything in memory. ``resume`` continues from
     ``out/checkpoint.pt`` if it exists. ``compile`` wraps the network in
@@ -811,7 +813,8 @@ class Result:
         )
 
 
-def _precision_name(dtype: torch.dtype | None) -> str:
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The name of an autocast dtype from :func:`resolve_precision`: bf16, fp16 or fp32."""
     if dtype is torch.bfloat16:
         return "bf16"
     return "fp16" if dtype is torch.float16 else "fp32"
@@ -1082,7 +1085,7 @@ def _fit(
                 "wall_time_s": wall,
                 "device": str(device),
                 "device_name": device_name(device),
-                "precision": _precision_name(dtype),
+                "precision": precision_name(dtype),
                 "world_size": ctx.world,
                 "torch": torch.__version__,
                 "torchvision": _torchvision_version(),
@@ -1102,7 +1105,7 @@ def _fit(
         mean=tuple(mean),
         std=tuple(std),
         device=str(device),
-        precision=_precision_name(dtype),
+        precision=precision_name(dtype),
         out=out,
         wall_time_s=wall,
         warmup_end=schedule.warmup_end,
