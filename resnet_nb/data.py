@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .params import ParameterError, check_choice, check_positive_int
+from resnet_nb.errors import DataCorruptError, DataNotFoundError
+from resnet_nb.params import ParameterError, check_choice, check_positive_int
 
 __all__ = [
     "CIFAR10_CLASSES",
@@ -126,14 +127,6 @@ _DECODE_ERRORS = (
     zlib.error,
     Image.DecompressionBombError,
 )
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A dataset is in none of the places looked at and could not be downloaded."""
-
-
-class DataCorruptError(ValueError):
-    """A dataset's files exist but are damaged, incomplete or laid out wrongly."""
 
 
 def _check_tensor(name: str, value: Any, dtype: torch.dtype, layout: str, hint: str) -> None:

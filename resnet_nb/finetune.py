@@ -62,6 +62,7 @@ from resnet_nb.data import (
     load_image_folder,
     train_val_split,
 )
+from resnet_nb.errors import ArchitectureMismatchError, WeightsNotFoundError
 from resnet_nb.params import ParameterError, check_choice, check_positive_float, check_positive_int
 
 __all__ = [
@@ -98,14 +99,6 @@ IMAGENET_ARCHITECTURES = ("resnet18", "resnet50")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _HEAD = "fc"
-
-
-class ArchitectureMismatchError(ValueError):
-    """A state dict does not fit the model it is loaded into."""
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """Pretrained weights are neither on disk nor downloadable."""
 
 
 # ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from resnet_nb.errors import ParameterError
+
 __all__ = [
     "ParameterError",
     "check_choice",
@@ -18,10 +20,6 @@ __all__ = [
     "check_fraction",
     "check_device",
 ]
-
-
-class ParameterError(ValueError):
-    """A chapter or command-line parameter has a value that cannot work."""
 
 
 def _fail(name: str, value: Any, expected: str) -> ParameterError:
