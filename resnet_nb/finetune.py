@@ -30,11 +30,14 @@ What is trained
     from the head towards the input (:func:`discriminative_param_groups`);
 ``gradual``
     the head first, then one more stage at a time towards the input
-    (:func:`unfreezing_stages`).
+    (:func:`unfreezing_stages`, applied by the :class:`GradualUnfreezing` callback).
 
-:func:`transfer` runs a strategy on a target dataset through the training
+:func:`transfer` runs a strategy on a target dataset as one call of the training
 engine (:func:`resnet_nb.train.fit`): the same augmentation, mixed precision,
-schedule and evaluation as every other run in the book.
+schedule and evaluation as every other run in the book. Discriminative rates
+are parameter groups with an ``lr_scale``; gradual unfreezing is a callback
+under one optimiser and one schedule; the source's normalisation is the
+run's ``mean``/``std``.
 """
 
 from __future__ import annotations
@@ -42,8 +45,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,10 @@ from resnet_nb.data import (
     load_image_folder,
     train_val_split,
 )
+from resnet_nb.engine import Callback, Run
 from resnet_nb.errors import ArchitectureMismatchError, WeightsNotFoundError
 from resnet_nb.params import ParameterError, check_choice, check_positive_float, check_positive_int
+from resnet_nb.state import check_architecture
 
 __all__ = [
     "STRATEGIES",
@@ -224,6 +228,8 @@ def load_checkpoint_source(
         into = build_model(
             name, num_classes=len(classes), in_channels=in_channels, stem=config.get("stem")
         )
+    else:
+        check_architecture(into, saved, source=f"checkpoint {file}")
     notes = load_weights(into, state, source=f"checkpoint {file} ({name})")
     stats = saved.get("stats") or {}
     mean = tuple(float(m) for m in stats.get("mean", ()))
@@ -481,18 +487,24 @@ def _name_in(model: nn.Module, module: nn.Module) -> str:
 
 
 def discriminative_param_groups(
-    model: nn.Module, *, lr: float, lr_decay: float = 0.5, weight_decay: float = 5e-4
+    model: nn.Module, *, lr: float | None = None, lr_decay: float = 0.5,
+    weight_decay: float = 5e-4,
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with layer-wise learning-rate decay.
 
-    The head trains at ``lr``, the last stage at ``lr * lr_decay``, the one
-    before at ``lr * lr_decay**2``, and so on to the stem. Each layer group is
-    split in two, weights with ``weight_decay`` and BatchNorm/bias parameters
-    without (as :func:`resnet_nb.train.param_groups` does). Groups are ordered
-    from the input to the output and carry a ``"name"``; parameters that do
-    not require gradients are left out.
+    The head's group has ``lr_scale`` 1, the last stage's ``lr_decay``, the one
+    before ``lr_decay**2``, and so on to the stem: under
+    :func:`resnet_nb.train.fit` each group trains at the schedule's rate times
+    its scale (with ``lr``, each group's ``"lr"`` is also set to ``lr`` times
+    its scale, for a plain optimizer). Each layer group is split in two,
+    weights with ``weight_decay`` and BatchNorm/bias parameters without (as
+    :func:`resnet_nb.train.param_groups` does). Groups are ordered from the
+    input to the output and carry a ``"name"``. Frozen parameters are included:
+    SGD skips them while they have no gradient, so unfreezing them later needs
+    no new optimizer.
     """
-    check_positive_float("lr", lr)
+    if lr is not None:
+        check_positive_float("lr", lr)
     if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) or not 0 < lr_decay <= 1:
         raise ParameterError(
             f"parameter lr_decay={lr_decay!r} is invalid: it must be in (0, 1], e.g. 0.5"
@@ -500,14 +512,17 @@ def discriminative_param_groups(
     groups = layer_groups(model)
     out: list[dict[str, Any]] = []
     for depth, (name, modules) in enumerate(groups):
-        rate = lr * lr_decay ** (len(groups) - 1 - depth)
-        params = [p for m in _modules_of(model, modules) for p in m.parameters() if p.requires_grad]
+        scale = float(lr_decay) ** (len(groups) - 1 - depth)
+        params = [p for m in _modules_of(model, modules) for p in m.parameters()]
         decay = [p for p in params if p.ndim > 1]
         no_decay = [p for p in params if p.ndim <= 1]
         for kind, plist, wd in (("weights", decay, weight_decay), ("norms", no_decay, 0.0)):
             if plist:
-                out.append({"name": f"{name}.{kind}", "params": plist, "lr": rate,
-                            "weight_decay": wd})
+                group = {"name": f"{name}.{kind}", "params": plist, "lr_scale": scale,
+                         "weight_decay": wd}
+                if lr is not None:
+                    group["lr"] = lr * scale
+                out.append(group)
     return out
 
 
@@ -661,55 +676,6 @@ def load_target(
 # ----------------------------------------------------------------------------
 
 
-class _Renormalize(nn.Module):
-    """Map inputs normalised with one set of statistics to another, exactly.
-
-    The engine normalises a batch with the statistics of the target's training
-    split; pretrained weights expect their own. ``x * s_in + m_in`` recovers the
-    [0, 1] pixels, which are then normalised with ``m_out``/``s_out``.
-    """
-
-    def __init__(self, mean_in: Sequence[float], std_in: Sequence[float],
-                 mean_out: Sequence[float], std_out: Sequence[float]) -> None:
-        super().__init__()
-        m_in, s_in = torch.tensor(mean_in), torch.tensor(std_in)
-        m_out, s_out = torch.tensor(mean_out), torch.tensor(std_out)
-        self.register_buffer("scale", (s_in / s_out).view(1, -1, 1, 1))
-        self.register_buffer("shift", ((m_in - m_out) / s_out).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
-
-
-@contextmanager
-def _lr_multipliers(groups: Sequence[dict[str, Any]], peak_lr: float) -> Iterator[None]:
-    """Train ``groups`` at their own rates inside an optimizer that uses one rate.
-
-    :func:`resnet_nb.train.fit` builds SGD with one learning rate for every
-    parameter (decay on weights only). With momentum SGD linear in the
-    gradient, replacing a parameter's gradient ``g`` by ``c*g + (c-1)*wd*p``
-    gives exactly the update of a group at rate ``c * lr`` with weight decay
-    ``wd``, where ``c = group lr / peak_lr``. The hooks are removed on exit.
-    """
-    handles = []
-    for group in groups:
-        c = group["lr"] / peak_lr
-        if c == 1.0:
-            continue
-        wd = group["weight_decay"]
-        for p in group["params"]:
-            def hook(grad: torch.Tensor, p: torch.Tensor = p, c: float = c,
-                     wd: float = wd) -> torch.Tensor:
-                return grad * c + (c - 1.0) * wd * p.detach()
-
-            handles.append(p.register_hook(hook))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @dataclass
 class TransferResult:
     """One transfer run: the strategy, its label budget, the measured accuracy, the model.
@@ -759,88 +725,96 @@ def transfer(
     :func:`sample_per_class` draws the label budget from ``train`` with ``seed``.
     ``source`` is left untouched: the run trains a copy with a new head for
     ``train.classes`` (``scratch`` trains a fresh network of the same
-    architecture instead). ``lr`` is the peak rate of the engine's one-cycle
-    schedule (of the head, for ``discriminative``); the batch is cut to the
-    training set when it is smaller. ``freeze_batchnorm=False`` shows the
-    BatchNorm pitfall of a frozen backbone (see :func:`freeze`).
+    architecture instead). It is one :func:`resnet_nb.train.fit`: ``lr`` is the
+    peak rate of the engine's one-cycle schedule (of the head, for
+    ``discriminative``, whose deeper groups train at ``lr_decay`` times the
+    rate of the group above); ``gradual`` unfreezes a group more at the start
+    of each stage (:class:`GradualUnfreezing`) under the same optimiser and
+    schedule. Inputs are normalised with the source's statistics (the target's
+    own for ``scratch``); random crops pad by 1/8 of the image size. The batch
+    is cut to the training set when it is smaller. ``freeze_batchnorm=False``
+    shows the BatchNorm pitfall of a frozen backbone (see :func:`freeze`).
     """
     from resnet_nb.models import build_model, count_parameters
-    from resnet_nb.train import TrainConfig, fit, resolve_device, resolve_precision
+    from resnet_nb.train import TrainConfig, fit
 
     check_choice("strategy", strategy, STRATEGIES)
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     check_positive_float("lr", lr)
-    expected = (3, source.image_size, source.image_size)
-    for split_name, split in (("train", train), ("test", test)):
-        if tuple(split.images.shape[1:]) != expected:
-            raise ValueError(
-                f"{split_name} images are {tuple(split.images.shape[1:])} but the source expects "
-                f"{expected}: prepare them with resize_images(data, {source.image_size})"
-            )
-    if train.classes != test.classes:
-        raise ValueError("train and test name different classes")
+    _check_target(source, train, test)
     if labels_per_class is not None:
         train = sample_per_class(train, labels_per_class, seed=seed)
     started = time.perf_counter()
-    num_classes = len(train.classes)
     notes: list[str] = []
     if strategy == "scratch":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(source.architecture, num_classes=num_classes, stem=source.stem)
+            model = build_model(source.architecture, num_classes=len(train.classes),
+                                stem=source.stem)
         mean, std = channel_stats(train)
-        front: nn.Module | None = None
     else:
         model = copy.deepcopy(source.model).cpu()
-        replace_head(model, num_classes, seed=seed)
-        head = getattr(model, _HEAD)
-        notes.append(f"new head: {head.in_features} features -> {num_classes} classes")
+        replace_head(model, len(train.classes), seed=seed)
+        notes.append(f"new head: {model.fc.in_features} features -> {len(train.classes)} classes")
         mean, std = source.mean, source.std
-        front = _Renormalize(*channel_stats(train), mean, std)
     apply_strategy(model, strategy, freeze_batchnorm=freeze_batchnorm)
-
-    dev = resolve_device(device)
-    if strategy == "discriminative" and resolve_precision(precision, dev)[1]:
-        precision = "fp32"  # the gradient hooks assume unscaled gradients
-        notes.append("fp16 with a gradient scaler replaced by fp32 for discriminative rates")
-    batch = min(batch_size, len(train))
-    if strategy == "gradual":
-        stages = unfreezing_stages(model, epochs)
-    else:
-        stages = [(epochs, [name for name, _ in layer_groups(model)])]
-    wrapped = nn.Sequential(front, model) if front is not None else model
-    result = None
-    for i, (stage_epochs, groups) in enumerate(stages):
-        if strategy == "gradual":
-            unfreeze(model, _group_modules(model, groups))
-        config = TrainConfig(
-            model=source.architecture, epochs=stage_epochs, batch_size=batch, lr=lr,
-            weight_decay=weight_decay, precision=precision, device=device, seed=seed + i,
-        )
-        param_groups = discriminative_param_groups(
-            model, lr=lr, lr_decay=lr_decay if strategy == "discriminative" else 1.0,
-            weight_decay=weight_decay,
-        )
-        with _lr_multipliers(param_groups, lr):
-            result = fit(config, train=train, val=None,
-                         test=test if i == len(stages) - 1 else None,
-                         model=wrapped, progress=progress)
-    assert result is not None and result.test is not None
+    if batch_size > len(train):
+        notes.append(f"batch {batch_size} cut to the {len(train)} training images")
+    config = TrainConfig(
+        model=source.architecture, epochs=epochs, batch_size=min(batch_size, len(train)),
+        lr=lr, weight_decay=weight_decay, precision=precision, device=device, seed=seed,
+        mean=tuple(mean), std=tuple(std), padding=max(1, source.image_size // 8),
+    )
+    groups = discriminative_param_groups(
+        model, lr_decay=lr_decay if strategy == "discriminative" else 1.0,
+        weight_decay=weight_decay,
+    )
+    callbacks = [GradualUnfreezing(epochs)] if strategy == "gradual" else []
+    result = fit(config, model=model, train=train, val=None, test=test, param_groups=groups,
+                 callbacks=callbacks, progress=progress)
+    assert result.test is not None
     model = model.cpu().to(memory_format=torch.contiguous_format).eval()
     return TransferResult(
-        strategy=strategy,
-        labels_per_class=labels_per_class,
-        train_images=len(train),
-        epochs=epochs,
-        test_acc=float(result.test["acc"]),
-        test_loss=float(result.test["loss"]),
+        strategy=strategy, labels_per_class=labels_per_class, train_images=len(train),
+        epochs=epochs, test_acc=float(result.test["acc"]), test_loss=float(result.test["loss"]),
         trainable_params=count_parameters(model, trainable_only=True),
-        wall_time_s=time.perf_counter() - started,
-        model=model,
-        mean=tuple(mean),
-        std=tuple(std),
-        image_size=source.image_size,
-        classes=list(train.classes),
-        notes=notes,
+        wall_time_s=time.perf_counter() - started, model=model, mean=tuple(mean),
+        std=tuple(std), image_size=source.image_size, classes=list(train.classes), notes=notes,
     )
+
+
+def _check_target(source: Source, train: ImageData, test: ImageData) -> None:
+    expected = (3, source.image_size, source.image_size)
+    for split_name, split in (("train", train), ("test", test)):
+        if tuple(split.images.shape[1:]) != expected:
+            raise ParameterError(
+                f"{split_name} images are {tuple(split.images.shape[1:])} but the source "
+                f"expects {expected}: prepare them with resize_images(data, "
+                f"{source.image_size})"
+            )
+    if train.classes != test.classes:
+        raise ParameterError("train and test name different classes: give splits of one dataset")
+
+
+class GradualUnfreezing(Callback):
+    """Unfreeze the model a layer group at a time, from the head towards the input.
+
+    At the start of each epoch, the groups of the current stage of
+    :func:`unfreezing_stages` (for ``epochs`` epochs) become trainable. The
+    optimiser already holds every parameter (see
+    :func:`discriminative_param_groups`), so momentum and the learning-rate
+    schedule carry on across stages.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.stage = -1
+
+    def on_epoch_start(self, run: Run) -> None:
+        stages = unfreezing_stages(run.model, self.epochs)
+        ends = [sum(n for n, _ in stages[: i + 1]) for i in range(len(stages))]
+        stage = next(i for i, end in enumerate(ends) if run.state.epoch < end)
+        if stage != self.stage:
+            unfreeze(run.model, _group_modules(run.model, stages[stage][1]))
+            self.stage = stage

@@ -822,3 +822,18 @@ def feature_map_shapes(
         for handle in handles:
             handle.remove()
     return shapes
+
+
+def weighted_depth(model: nn.Module) -> int:
+    """The depth the paper names a network by: its weighted layers on the main path.
+
+    Counts the convolutions and linear layers outside shortcut branches
+    (``downsample``): 110 for ``cifar_resnet(110)``, 18 for :func:`resnet18`,
+    and the same for a plain network as for its residual twin.
+    """
+    count = 0
+    for name, module in model.named_modules():
+        if "downsample" in name.split("."):
+            continue
+        count += isinstance(module, (nn.Conv2d, nn.Linear))
+    return count
