@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from resnet_nb.train import _model_device
+from resnet_nb.engine import model_device as _model_device
 
 __all__ = [
     "preprocess",

@@ -128,10 +128,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
             pickle.UnpicklingError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        # torch's own message is long and may suggest loading unsafely: say it plainly.
+        what = ("cut off or damaged" if _looks_like_zip(path) or isinstance(exc, EOFError)
+                else "not a torch checkpoint file")
         raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, damaged or not a torch file: "
-            f"{reason}); restore it, or start the run again with a new folder or --overwrite"
+            f"{path} cannot be read: it is {what}; restore it from a copy, or start the run "
+            "again in a new folder (or with --overwrite)"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(
@@ -139,6 +141,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
             "give the checkpoint.pt of a run folder"
         )
     return state
+
+
+def _looks_like_zip(path: Path) -> bool:
+    """Whether ``path`` starts like the zip archives ``torch.save`` writes."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
 
 
 def architecture_signature(model: nn.Module) -> str:

@@ -152,26 +152,31 @@ def test_discriminative_groups_are_monotone(name: str) -> None:
         ft.discriminative_param_groups(model, lr=0.1, lr_decay=1.5)
 
 
-def test_gradient_hooks_match_per_group_sgd() -> None:
-    """The engine's single-rate SGD with the hooks equals torch's SGD with per-group rates."""
+def test_lr_scale_groups_under_the_engine_step_equal_per_group_sgd() -> None:
+    """Discriminative rates through ``lr_scale`` equal torch's SGD with per-group rates."""
+    from resnet_nb.schedules import apply_lr
+    from resnet_nb.train import TrainStep
+
     torch.manual_seed(0)
     base = build_model("resnet20", num_classes=3).double()  # float64: exact up to rounding
     x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 3, (4,))
     a, b = copy.deepcopy(base), copy.deepcopy(base)
-    groups_a = ft.discriminative_param_groups(a, lr=0.1, lr_decay=0.5, weight_decay=5e-4)
-    opt_a = torch.optim.SGD(groups_a, lr=0.1, momentum=0.9, nesterov=True)
+    groups_a = ft.discriminative_param_groups(a, lr_decay=0.5, weight_decay=5e-4)
+    step_a = TrainStep(a, torch.optim.SGD(groups_a, lr=0.1, momentum=0.9, nesterov=True))
     groups_b = ft.discriminative_param_groups(b, lr=0.1, lr_decay=0.5, weight_decay=5e-4)
-    opt_b = torch.optim.SGD([{"params": g["params"], "weight_decay": g["weight_decay"]}
-                             for g in groups_b], lr=0.1, momentum=0.9, nesterov=True)
-    with ft._lr_multipliers(groups_b, 0.1):
-        for _ in range(3):
-            for model, opt in ((a, opt_a), (b, opt_b)):
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(x), y).backward()
-                opt.step()
+    opt_b = torch.optim.SGD([{"params": g["params"], "weight_decay": g["weight_decay"],
+                              "lr": g["lr"]} for g in groups_b], momentum=0.9, nesterov=True)
+    for _ in range(3):
+        apply_lr(step_a.optimizer, 0.1)
+        step_a(x, y)
+        opt_b.zero_grad()
+        torch.nn.functional.cross_entropy(b(x), y).backward()
+        opt_b.step()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.allclose(pa, pb, atol=1e-10), name
     assert not torch.allclose(a.conv1.weight, base.conv1.weight)
+    scales = sorted({g["lr_scale"] for g in groups_a})
+    assert scales[-1] == 1.0 and scales[0] == 0.5 ** (len(ft.layer_groups(a)) - 1)
 
 
 def test_unfreezing_stages_cover_every_group_once() -> None:
@@ -250,22 +255,94 @@ def test_image_folder_target_bad_inputs_fail_clearly(tmp_path: Path, case: str,
         ft.load_target("folder")
 
 
-def test_transfer_runs_through_the_engine(checkpoint: Path) -> None:
+@pytest.fixture(scope="module")
+def target() -> tuple[ImageData, ImageData]:
+    data = synthetic_data(240, num_classes=3, seed=5)
+    return data.subset(torch.arange(180)), data.subset(torch.arange(180, 240))
+
+
+@pytest.mark.parametrize("strategy", ft.STRATEGIES)
+def test_transfer_end_to_end_for_every_strategy(
+    checkpoint: Path, target: tuple[ImageData, ImageData], strategy: str
+) -> None:
+    from resnet_nb.train import fit as engine_fit
+
     src = ft.load_checkpoint_source(checkpoint, verbose=False)
-    data = synthetic_data(120, num_classes=3, seed=5)
-    train, test = data.subset(torch.arange(90)), data.subset(torch.arange(90, 120))
-    result = ft.transfer(src, "gradual", train, test, labels_per_class=8, epochs=3,
-                         batch_size=8, lr=0.05, precision="fp32", device="cpu")
-    assert result.train_images == 24 and 0 <= result.test_acc <= 1
-    assert result.model.fc.out_features == 3 and src.model.fc.out_features == 10
-    assert all(p.requires_grad for p in result.model.parameters())
-    probe = ft.transfer(src, "linear_probe", train, test, labels_per_class=8, epochs=1,
-                        batch_size=8, lr=0.05, precision="fp32", device="cpu")
-    frozen = {n: b for n, b in probe.model.named_buffers() if not n.startswith("fc")}
-    original = dict(src.model.named_buffers())
-    assert all(torch.equal(b, original[n]) for n, b in frozen.items())
-    with pytest.raises(ValueError, match="resize_images"):
-        ft.transfer(src, "full", ft.resize_images(train, 16), test)
+    train, test = target
+    before = {n: t.clone() for n, t in src.model.state_dict().items()}
+    calls = {"fit": 0}
+
+    def counting_fit(*args, **kwargs):  # noqa: ANN002, ANN003
+        calls["fit"] += 1
+        return engine_fit(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        import resnet_nb.train
+
+        mp.setattr(resnet_nb.train, "fit", counting_fit)
+        result = ft.transfer(src, strategy, train, test, labels_per_class=20, epochs=10,
+                             batch_size=10, lr=0.05, precision="fp32", device="cpu")
+    assert calls["fit"] == 1  # one run of the engine, whatever the strategy
+    assert result.train_images == 60 and result.model.fc.out_features == 3
+    # measured: 0.82 (linear probe) to 1.0 (the others); chance is 1/3
+    assert result.test_acc > 0.6, (strategy, result.test_acc)
+    assert all(torch.equal(t, before[n]) for n, t in src.model.state_dict().items())
+    trainable = {n for n, p in result.model.named_parameters() if p.requires_grad}
+    if strategy == "linear_probe":
+        assert trainable == {"fc.weight", "fc.bias"}
+        frozen = {n: b for n, b in result.model.named_buffers() if not n.startswith("fc")}
+        assert all(torch.equal(b, before[n]) for n, b in frozen.items())
+    else:
+        assert trainable == {n for n, _ in result.model.named_parameters()}
+    if strategy == "scratch":
+        assert result.mean != src.mean
+    else:
+        assert result.mean == src.mean and result.std == src.std
+
+
+def test_gradual_unfreezing_keeps_one_optimiser_and_schedule(
+    checkpoint: Path, target: tuple[ImageData, ImageData]
+) -> None:
+    from resnet_nb.train import Callback, TrainConfig, fit
+
+    src = ft.load_checkpoint_source(checkpoint, verbose=False)
+    model = copy.deepcopy(src.model)
+    ft.replace_head(model, 3)
+    ft.apply_strategy(model, "gradual")
+    seen: list[tuple[int, int, int, float]] = []
+
+    class Watch(Callback):
+        def on_step_end(self, run) -> None:  # noqa: ANN001
+            opt = run.state.optimizer
+            trainable = sum(p.requires_grad for p in run.model.parameters())
+            seen.append((run.state.epoch, trainable, len(opt.state), opt.param_groups[0]["lr"]))
+
+    groups = ft.discriminative_param_groups(model, lr_decay=1.0, weight_decay=5e-4)
+    config = TrainConfig(model="resnet20", epochs=4, batch_size=30, lr=0.05, device="cpu",
+                         precision="fp32", mean=src.mean, std=src.std)
+    fit(config, model=model, train=target[0], val=None, param_groups=groups,
+        callbacks=[ft.GradualUnfreezing(4), Watch()], progress=False)
+    by_epoch = {e: (t, s) for e, t, s, _ in seen}
+    trainable = [by_epoch[e][0] for e in range(4)]
+    assert trainable == sorted(trainable) and trainable[0] < trainable[-1]
+    # momentum buffers are never reset: the optimiser state only grows
+    states = [s for _, _, s, _ in seen]
+    assert states == sorted(states) and states[-1] == trainable[-1]
+    lrs = [lr for *_, lr in seen]  # one one-cycle schedule across the stages
+    peak = lrs.index(max(lrs))
+    assert lrs[:peak + 1] == sorted(lrs[:peak + 1]) and lrs[peak:] == sorted(lrs[peak:])[::-1]
+
+
+def test_transfer_rejects_targets_of_the_wrong_size(checkpoint: Path) -> None:
+    src = ft.load_checkpoint_source(checkpoint, verbose=False)
+    data = synthetic_data(60, num_classes=3, seed=5)
+    with pytest.raises(ParameterError, match="resize_images"):
+        ft.transfer(src, "full", ft.resize_images(data, 16), data)
+
+
+def test_checkpoint_of_another_architecture_is_refused(checkpoint: Path) -> None:
+    with pytest.raises(ft.ArchitectureMismatchError, match="resnet20"):
+        ft.load_checkpoint_source(checkpoint, into=build_model("plain20"), verbose=False)
 
 
 def test_export_parity_torchscript_and_onnx(tmp_path: Path) -> None:
