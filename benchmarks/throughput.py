@@ -1,15 +1,22 @@
-"""Training throughput: the seeds' naive loop vs the resnet_nb engine.
+"""Training throughput: the usual PIL/DataLoader loop vs the resnet_nb engine.
 
 Both train the same model (ResNet-20 by default) with the same batch size on the
-same machine, in one run:
+same machine, in one run, with the engine's own training step
+(:class:`resnet_nb.train.TrainStep`); only what feeds it differs:
 
-* naive: the loop the seed repositories use - a torchvision ``DataLoader`` whose
-  workers turn each image into a PIL image and apply ``RandomCrop(32, padding=4)``,
+* naive: the usual tutorial loop - a torchvision ``DataLoader`` whose workers
+  turn each image into a PIL image and apply ``RandomCrop(32, padding=4)``,
   ``RandomHorizontalFlip``, ``ToTensor`` and ``Normalize``; fp32, contiguous
   memory format, SGD;
-* engine: :func:`resnet_nb.train.fit` as shipped - data resident on the device as
-  uint8, batched crop/flip on the device, fused normalisation, channels_last and
-  the precision ``auto`` picks (bf16 autocast where it is fast).
+* engine: :func:`resnet_nb.train.fit` as shipped, stopped by ``max_steps`` -
+  data resident on the device as uint8, batched crop/flip on the device, fused
+  normalisation, channels_last and the precision ``auto`` picks (bf16 autocast
+  where it is fast). A callback times the steps after the warm-up.
+
+How close to the hardware: the engine's achieved FLOP/s (3 x the forward pass's
+FLOPs per training image: forward, and a backward of about twice its cost) is
+printed next to this machine's fp32 matrix-multiply peak, a 2048 x 2048
+``torch.mm`` timed in the same run (best of 10).
 
 The two loops are measured in alternating rounds (naive, engine, naive, ...) and
 the median of each is reported, so that other load on a shared machine hits both
@@ -24,7 +31,8 @@ figure covers both epochs, warm-up included, so it is if anything low. Uses the 
 :func:`resnet_nb.data.load_cifar10` finds (set ``RESNET_NB_DATA``), else synthetic
 images of the same shape (and says so).
 
-    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40] [--rounds 3]
+    python benchmarks/throughput.py [--model resnet20] [--batch-size 128] [--steps 40]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -37,13 +45,20 @@ import statistics
 import time
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from resnet_nb.data import ImageData, channel_stats, load_cifar10
-from resnet_nb.models import build_model
+from resnet_nb.errors import DataNotFoundError
+from resnet_nb.models import build_model, count_flops
 from resnet_nb.report import device_name
-from resnet_nb.train import TrainConfig, fit, resolve_device, synthetic_data
+from resnet_nb.train import (
+    Callback,
+    TrainConfig,
+    TrainStep,
+    fit,
+    resolve_device,
+    synthetic_data,
+)
 
 
 class PILDataset(Dataset):
@@ -90,7 +105,7 @@ def naive_images_per_s(
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=len(data.classes)).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    criterion = nn.CrossEntropyLoss()
+    step = TrainStep(model, optimizer)
     model.train()
     done, start, cpu_start = 0, 0.0, 0.0
     children_before = _children_cpu_s()
@@ -101,11 +116,7 @@ def naive_images_per_s(
                     torch.cuda.synchronize()
                 start = time.perf_counter()
                 cpu_start = time.process_time()
-            x, y = x.to(device), y.to(device)
-            loss = criterion(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            loss, _ = step(x.to(device), y.to(device))
             done += 1
             if done == warmup + steps:
                 break
@@ -122,20 +133,58 @@ def naive_images_per_s(
     return images / wall, images / (main_cpu + worker_cpu)
 
 
+class StepTimer(Callback):
+    """Times the steps after the first ``warmup`` ones (waiting for the device)."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.start = self.end = 0.0
+
+    def _now(self, run) -> float:  # noqa: ANN001
+        if run.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_end(self, run) -> None:  # noqa: ANN001
+        if run.state.step + 1 == self.warmup:
+            self.start = self._now(run)
+        if run.state.step + 1 == run.total_steps:
+            self.end = self._now(run)
+
+
 def engine_images_per_s(
-    data: ImageData, *, model_name: str, batch_size: int, steps: int, device: str,
-    precision: str, compile: bool,
+    data: ImageData, *, model_name: str, batch_size: int, steps: int, warmup: int,
+    device: str, precision: str, compile: bool,
 ) -> tuple[float, float, str]:
-    """(images/s of the engine's second epoch of ``steps`` batches (the first warms up),
-    images per CPU-second over both epochs, precision used)."""
+    """(images/s over ``steps`` timed steps of :func:`fit` after ``warmup`` untimed ones,
+    images per CPU-second over all of them, the precision used)."""
     config = TrainConfig(
-        model=model_name, epochs=2, batch_size=batch_size, train_limit=steps * batch_size,
+        model=model_name, epochs=1_000, max_steps=warmup + steps, batch_size=batch_size,
         device=device, precision=precision, channels_last=True, compile=compile,
     )
+    timer = StepTimer(warmup)
     cpu_start = time.process_time()
-    result = fit(config, train=data, val=None, test=None, progress=False)
+    result = fit(config, train=data, val=None, test=None, callbacks=[timer], progress=False)
     cpu = time.process_time() - cpu_start
-    return result.history[-1]["images_per_s"], 2 * steps * batch_size / cpu, result.precision
+    rate = steps * batch_size / (timer.end - timer.start)
+    return rate, (warmup + steps) * batch_size / cpu, result.precision
+
+
+def matmul_peak_flops(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matrix-multiply rate: ``size`` x ``size`` ``torch.mm``, best of
+    ``repeats`` (FLOP/s, 2 per multiply-add)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first is a warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best
 
 
 def main() -> None:
@@ -155,7 +204,7 @@ def main() -> None:
     device = resolve_device(args.device)
     try:
         data = load_cifar10("train", download=False)
-    except FileNotFoundError as exc:
+    except DataNotFoundError as exc:
         print(f"CIFAR-10 not found ({exc}); using synthetic 32x32 images")
         data = synthetic_data(args.batch_size * (args.steps + args.warmup) * 2)
     n = min(len(data), args.batch_size * (args.steps + args.warmup) * 2)
@@ -174,7 +223,8 @@ def main() -> None:
         ))
         rate, per_cpu, precision = engine_images_per_s(
             data, model_name=args.model, batch_size=args.batch_size, steps=args.steps,
-            device=str(device), precision=args.precision, compile=args.compile,
+            warmup=args.warmup, device=str(device), precision=args.precision,
+            compile=args.compile,
         )
         engine_runs.append((rate, per_cpu))
         print(f"round {r + 1}: naive {naive_runs[-1][0]:.1f} img/s "
@@ -191,6 +241,13 @@ def main() -> None:
           f"{engine_cpu:8.1f} img per CPU-s")
     print(f"ratio engine / naive: {engine / naive:.2f}x wall-clock, "
           f"{engine_cpu / naive_cpu:.2f}x per CPU-second")
+    model = build_model(args.model, num_classes=len(data.classes))
+    per_image = 3 * count_flops(model, (1, 3, 32, 32))  # forward + backward (about 2x)
+    achieved = engine * per_image
+    peak = matmul_peak_flops(device)
+    print(f"engine: {per_image / 1e6:.0f} MFLOP per training image x {engine:.0f} img/s = "
+          f"{achieved / 1e9:.1f} GFLOP/s; fp32 torch.mm peak (2048x2048, best of 10): "
+          f"{peak / 1e9:.1f} GFLOP/s; engine / peak: {achieved / peak:.0%}")
 
 
 if __name__ == "__main__":
