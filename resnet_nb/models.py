@@ -70,8 +70,9 @@ __all__ = [
 STEMS: tuple[str, ...] = ("imagenet", "cifar")
 SHORTCUTS: tuple[str, ...] = ("A", "B")
 PADS: tuple[str, ...] = ("after", "split")
-"""Where shortcut A puts its zero channels: ``"after"`` the identity (the paper's
-Torch code) or ``"split"`` half before and half after (most PyTorch CIFAR ResNets)."""
+"""Where shortcut A puts its zero channels: ``"after"`` the identity (the
+paper's Torch code) or ``"split"`` half before and half after (most PyTorch
+CIFAR ResNets)."""
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -156,7 +157,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (x4), with an identity (or projection) shortcut.
+    """1x1 reduce, 3x3, 1x1 expand (x4), with an identity/projection shortcut.
 
     Used by ResNet-50/101/152. As in torchvision (the "ResNet v1.5" variant),
     the stride sits on the 3x3 convolution; the paper puts it on the first 1x1
@@ -219,10 +220,10 @@ class PreActBlock(nn.Module):
     shape changes, ``downsample`` projects the *pre-activated* input, as in the
     paper; in :class:`ResNet` that projection is a bare 1x1 convolution (no
     BatchNorm after it), as in the authors' code for *Identity Mappings*
-    (``fb.resnet.torch``, ``preresnet.lua``): the BatchNorm and ReLU in front of
-    it are the block's ``bn1`` and ``relu``. A network of these blocks needs a final BatchNorm and ReLU before
-    pooling; :class:`ResNet` adds one (``final_norm``) when its block is a
-    ``PreActBlock``.
+    (``fb.resnet.torch``, ``preresnet.lua``): the BatchNorm and ReLU in front
+    of it are the block's ``bn1`` and ``relu``. A network of these blocks
+    needs a final BatchNorm and ReLU before pooling; :class:`ResNet` adds one
+    (``final_norm``) when its block is a ``PreActBlock``.
     """
 
     expansion: int = 1
@@ -360,7 +361,9 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: Block, planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         """One stage: ``blocks`` blocks, the first carrying ``stride``.
 
         The first block gets a projection shortcut (1x1 convolution with
@@ -373,17 +376,24 @@ class ResNet(nn.Module):
         """
         norm_layer = self._norm_layer
         downsample: nn.Module | None = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            projection = conv1x1(self.inplanes, planes * block.expansion, stride)
+        width = planes * block.expansion
+        if stride != 1 or self.inplanes != width:
+            projection = conv1x1(self.inplanes, width, stride)
             if block is PreActBlock:
                 downsample = nn.Sequential(projection)
             else:
-                downsample = nn.Sequential(projection, norm_layer(planes * block.expansion))
+                downsample = nn.Sequential(projection, norm_layer(width))
 
         stage: list[nn.Module] = [
-            block(self.inplanes, planes, stride, downsample, norm_layer=norm_layer)
+            block(
+                self.inplanes,
+                planes,
+                stride,
+                downsample,
+                norm_layer=norm_layer,
+            )
         ]
-        self.inplanes = planes * block.expansion
+        self.inplanes = width
         for _ in range(1, blocks):
             stage.append(block(self.inplanes, planes, norm_layer=norm_layer))
         return nn.Sequential(*stage)
@@ -486,7 +496,7 @@ def resnet152(
 
 
 class ZeroPadShortcut(nn.Module):
-    """Parameter-free shortcut "A": subsample by ``stride`` and zero-pad channels.
+    """Parameter-free shortcut "A": subsample by ``stride``, add zero channels.
 
     Keeps every ``stride``-th pixel in each spatial direction and adds
     ``out_planes - in_planes`` all-zero channels, so the identity can be added
@@ -500,12 +510,15 @@ class ZeroPadShortcut(nn.Module):
     weights trained with one give other outputs with the other.
     """
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int, pad: str = "after") -> None:
+    def __init__(
+        self, in_planes: int, out_planes: int, stride: int, pad: str = "after"
+    ) -> None:
         super().__init__()
         if out_planes < in_planes:
             raise ValueError(
-                f"zero-padding cannot reduce channels ({in_planes} -> {out_planes}); "
-                "use the projection shortcut 'B'"
+                "zero-padding cannot reduce channels "
+                f"({in_planes} -> {out_planes}); use the projection shortcut "
+                "'B'"
             )
         check_choice("pad", pad, PADS)
         self.in_planes = in_planes
@@ -519,12 +532,15 @@ class ZeroPadShortcut(nn.Module):
         extra = self.out_planes - self.in_planes
         if extra > 0:
             before = extra // 2 if self.pad == "split" else 0
-            # F.pad pads from the last dimension backwards: (W, W, H, H, C, C).
+            # F.pad pads from the last dimension back: (W, W, H, H, C, C).
             x = F.pad(x, [0, 0, 0, 0, before, extra - before])
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.in_planes}, {self.out_planes}, stride={self.stride}, pad={self.pad!r}"
+        return (
+            f"{self.in_planes}, {self.out_planes}, "
+            f"stride={self.stride}, pad={self.pad!r}"
+        )
 
 
 class CifarBlock(nn.Module):
@@ -563,7 +579,9 @@ class CifarBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if not plain and (stride != 1 or in_planes != planes):
             if shortcut == "A":
-                self.downsample = ZeroPadShortcut(in_planes, planes, stride, pad)
+                self.downsample = ZeroPadShortcut(
+                    in_planes, planes, stride, pad
+                )
             else:
                 self.downsample = nn.Sequential(
                     conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes)

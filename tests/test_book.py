@@ -201,7 +201,7 @@ def test_every_page_in_a_browser(built_book: Path, served_book: str, browser: ob
         )
         assert not broken, f"{rel}: images that did not load: {broken}"
         svgs = page.eval_on_selector_all(
-            "img[src$='.svg']",
+            "article .cell_output img[src$='.svg'], article figure img[src$='.svg']",
             "els => els.map(e => [e.naturalWidth, e.naturalHeight, e.getBoundingClientRect().width])",
         )
         assert all(w > 0 and h > 0 for w, h, _ in svgs), f"{rel}: an SVG has no size: {svgs}"

@@ -262,3 +262,22 @@ def test_install_cell_installs_into_a_fresh_environment(tmp_path: Path) -> None:
     assert "resnet_nb is missing: pip install" in proc.stdout
     assert f"imported {_version()} 269722" in proc.stdout
     assert str(env_dir) in proc.stdout.split("from", 1)[1], "resnet_nb came from elsewhere"
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=IDS)
+def test_library_source_shown_in_chapters_fits_the_page(py: Path) -> None:
+    """Library code a chapter displays with inspect.getsource is at most 79 characters."""
+    import inspect
+
+    from resnet_nb import models
+
+    shown = re.findall(r"inspect\.getsource\(([\w.]+)\)", py.read_text())
+    long = []
+    for dotted in shown:
+        obj = models
+        for part in dotted.removeprefix("models.").split("."):
+            obj = getattr(obj, part)
+        for i, line in enumerate(inspect.getsource(obj).splitlines()):
+            if len(line) > MAX_CODE_LINE:
+                long.append(f"{dotted} line {i + 1}: {len(line)} chars")
+    assert not long, f"{py.name} shows library code wider than the page: {long}"

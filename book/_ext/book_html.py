@@ -8,6 +8,8 @@
 
 And additions:
 
+- ``static/book.css``: printed output wraps at the text column instead of scrolling
+  sideways (code cells keep their lines to 79 characters instead);
 - a chapter's download menu offers its jupytext ``.py`` twin next to the ``.ipynb``,
   copied into ``_sources`` with the build;
 - the ``chapter-runtimes`` directive: a table of each chapter's wall time and device,
@@ -238,7 +240,13 @@ def _copy_py_sources(app: Sphinx, exception: Exception | None) -> None:
             shutil.copyfile(py, target)
 
 
+def _add_static(app: Sphinx) -> None:
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("book.css")
     app.connect("html-page-context", _fix_page, priority=900)
     app.connect("build-finished", _copy_py_sources)
     app.connect("build-finished", _write_zip)
