@@ -179,14 +179,17 @@ def block_steps(block: nn.Module) -> tuple[list[Step], list[Step], int | None, i
     return main, [_step(n, gm) for n in side], fork, join
 
 
-def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, kind: str) -> None:
+def _box(
+    ax: Axes, x: float, y: float, w: float, h: float, text: str, kind: str,
+    size: float = 10.5,
+) -> None:
     ax.add_patch(
         FancyBboxPatch(
             (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02,rounding_size=0.08",
             facecolor=COLORS.get(kind, "white"), edgecolor="#444444", linewidth=1,
         )
     )
-    ax.text(x, y, text, ha="center", va="center", fontsize=max(MIN_FONT_PT, 10.5))
+    ax.text(x, y, text, ha="center", va="center", fontsize=max(MIN_FONT_PT, size))
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **kw: object) -> None:
@@ -201,7 +204,7 @@ def draw_block(block: nn.Module, ax: Axes, title: str | None = None) -> None:
     """Draw ``block``'s forward pass on ``ax`` (see :func:`block_steps`)."""
     main, side, fork, join = block_steps(block)
     step_y = 0.8
-    w, h = 2.1, 0.5
+    w, h = 2.35, 0.5
     ys = [-i * step_y for i in range(len(main) + 1)]
     for i, step in enumerate(main):
         width = 0.5 if step.kind == "add" else w
@@ -213,7 +216,7 @@ def draw_block(block: nn.Module, ax: Axes, title: str | None = None) -> None:
     _box(ax, 0, ys[len(main)], w, h, "output", "other")
     prev_half = 0.225 if main[-1].kind == "add" else h / 2
     _arrow(ax, (0, ys[len(main) - 1] - prev_half), (0, ys[len(main)] + h / 2))
-    x_side = 2.45
+    x_side = 2.8
     if fork is None or join is None:
         ax.text(x_side, (ys[0] + ys[len(main)]) / 2, "no shortcut", ha="center",
                 va="center", fontsize=max(MIN_FONT_PT, 10.5), color="#aa0000")
@@ -228,7 +231,7 @@ def draw_block(block: nn.Module, ax: Axes, title: str | None = None) -> None:
                 y = y_fork - k * span
                 bh = h * (1 + 0.6 * step.label.count("\n"))
                 _arrow(ax, (x_side, prev), (x_side, y + bh / 2))
-                _box(ax, x_side, y, 1.85, bh, step.label, "shortcut")
+                _box(ax, x_side, y, 2.2, bh, step.label, "shortcut")
                 prev = y - bh / 2
             ax.plot([x_side, x_side], [prev, y_join], color="#333333", lw=1.2)
         else:
@@ -236,7 +239,7 @@ def draw_block(block: nn.Module, ax: Axes, title: str | None = None) -> None:
             ax.text(x_side + 0.12, (y_fork + y_join) / 2, "identity", ha="left",
                     va="center", fontsize=max(MIN_FONT_PT, 10.5), rotation=90)
         _arrow(ax, (x_side, y_join), (0.25, y_join))
-    ax.set_xlim(-1.15, x_side + 1.05)
+    ax.set_xlim(-1.25, x_side + 1.2)
     ax.set_ylim(ys[len(main)] - 0.5, ys[0] + 0.5)
     ax.set_aspect("equal")
     ax.axis("off")
@@ -365,12 +368,12 @@ def draw_layout(
     """
     stages = network_stages(model, input_size)
     full = max(s.side[0] for s in stages)
-    w, gap = 1.0, 0.28
+    w, gap = 1.15, 0.22
     for i, stage in enumerate(stages):
         x = i * (w + gap)
         h = 1.05 + 0.9 * stage.side[0] / full
         kind = {"input": "other", "stem": "conv", "head": "pool"}.get(stage.name, "norm")
-        _box(ax, x, 0, w, h, "\n".join(stage.lines), kind)
+        _box(ax, x, 0, w, h, "\n".join(stage.lines), kind, size=MIN_FONT_PT)
         if i:
             _arrow(ax, (x - gap - w / 2 + 0.02, 0), (x - w / 2 - 0.02, 0))
     ax.set_xlim(-w / 2 - 0.1, (len(stages) - 1) * (w + gap) + w / 2 + 0.1)

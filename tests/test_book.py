@@ -166,7 +166,7 @@ VIEWPORT = {"width": 1300, "height": 900}
 # Code cells, outputs and tables in the article whose content is wider than their box.
 _SCROLLING = """() => {
   const wide = [];
-  document.querySelectorAll("article div.cell, article div.cell *").forEach(e => {
+  document.querySelectorAll("article div.cell, article div.cell *, article div.highlight pre").forEach(e => {
     const overflow = getComputedStyle(e).overflowX;
     if ((overflow === "auto" || overflow === "scroll") && e.scrollWidth > e.clientWidth + 1) {
       const text = (e.innerText || "").split("\\n").find(l => l.length > 0) || "";

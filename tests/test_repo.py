@@ -281,3 +281,18 @@ def test_library_source_shown_in_chapters_fits_the_page(py: Path) -> None:
             if len(line) > MAX_CODE_LINE:
                 long.append(f"{dotted} line {i + 1}: {len(line)} chars")
     assert not long, f"{py.name} shows library code wider than the page: {long}"
+
+
+def test_code_blocks_in_book_pages_fit_the_page() -> None:
+    """Fenced code (```bash, ```python) in book/*.md is at most 79 characters wide."""
+    long = []
+    for page in sorted((ROOT / "book").glob("*.md")):
+        fence = None  # None outside a fence, else its info string
+        for line in page.read_text().splitlines():
+            if line.startswith("```"):
+                fence = line[3:].strip() if fence is None else None
+                continue
+            is_code = fence is not None and not fence.startswith("{")
+            if is_code and len(line) > MAX_CODE_LINE:
+                long.append(f"{page.name}: {line[:50]}... ({len(line)} chars)")
+    assert not long, f"code lines wider than the page: {long}"
