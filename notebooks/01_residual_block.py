@@ -346,9 +346,9 @@ plt.show()
 # `block(x) - shortcut(x)` must be $F(x)$.
 # It lives in the package as `resnet_nb.checks.check_residual`.
 # A check is only worth something if a wrong block fails it, so we run it
-# on three blocks: the residual block we just wrote, the common tutorial
-# mistake of putting BN *in front of* each convolution, and the plain
-# block, whose shortcut is missing.
+# on four blocks: the library's `BasicBlock`, the residual block we just
+# wrote, the common tutorial mistake of putting BN *in front of* each
+# convolution, and the plain block, whose shortcut is missing.
 
 
 # %%
@@ -365,6 +365,7 @@ class BNBeforeConv(TeachingBasicBlock):
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(seed)
 candidates = {
+    "models.BasicBlock": models.BasicBlock(64, 64),
     "TeachingBasicBlock": TeachingBasicBlock(64, 64),
     "BN before each conv": BNBeforeConv(64, 64),
     "PlainBlock (no shortcut)": PlainBlock(64),
@@ -380,6 +381,7 @@ for label, candidate in candidates.items():
     verdicts[label] = result.passed
     print(f"{label:<26}{'passed' if result.passed else 'FAILED':<8}")
 assert verdicts == {
+    "models.BasicBlock": True,
     "TeachingBasicBlock": True,
     "BN before each conv": False,
     "PlainBlock (no shortcut)": False,
