@@ -37,6 +37,34 @@
 # with a live experiment: gradient norms, layer by layer, in a deep plain
 # network and a residual network of the same depth, at initialization.
 
+# %% [markdown]
+# The first cell installs the book's package, `resnet_nb`, when it is
+# missing (on Colab, say); in a checkout of the book it does nothing.
+
+# %%
+# Install resnet_nb if it is missing: pip, from the book's repository at the
+# tag of this version. RESNET_NB_INSTALL_FROM overrides what pip installs
+# (a local folder, say), passed to pip as it is.
+import importlib
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+
+REPOSITORY = "https://github.com/resnet-nb/resnet-nb"  # as in _config.yml
+VERSION = "0.1.0"  # the book's version, tag v0.1.0
+if importlib.util.find_spec("resnet_nb") is None:
+    source = os.environ.get(
+        "RESNET_NB_INSTALL_FROM", f"git+{REPOSITORY}@v{VERSION}"
+    )
+    print(f"resnet_nb is missing: pip install {source}")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, *shlex.split(source)], check=True)
+    importlib.invalidate_caches()
+else:
+    print("resnet_nb is installed: nothing to install")
+
 # %%
 import time
 
@@ -51,8 +79,13 @@ from IPython.display import Code, Markdown, display
 from torch import Tensor, nn
 
 import resnet_nb.models as models
+from resnet_nb.checks import check_residual, residual_parts
+from resnet_nb.diagrams import draw_blocks
 from resnet_nb.params import ParameterError, check_positive_int
 from resnet_nb.report import provenance
+from resnet_nb.viz import use_book_style
+
+use_book_style()  # readable fonts; figures as SVG
 
 # %% tags=["parameters"]
 seed = 0  # seeds weights and the random batch
@@ -68,7 +101,9 @@ if (depth - 2) % 6 != 0 or depth < 8:
         "depth = 6n + 2 with n >= 1, e.g. 20, 32, 44, 56 or 110"
     )
 if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-    raise ParameterError(f"parameter seed={seed!r} is invalid: use an int >= 0, e.g. 0")
+    raise ParameterError(
+        f"parameter seed={seed!r} is invalid: use an int >= 0, e.g. 0"
+    )
 torch.manual_seed(seed)
 
 # %% [markdown]
@@ -84,29 +119,33 @@ torch.manual_seed(seed)
 #
 # applied element by element: negative values become 0, the rest pass
 # unchanged.
-# (It is *not* $\max(x, 1)$ or a clipping to $[0, 1]$.)
+# It is *not* the absolute value $|x|$: $-2$ becomes $0$, not $2$.
 
 # %%
 x = torch.tensor([-2.0, -0.5, 0.0, 0.5, 3.0])
-print(F.relu(x))
+print("x      ", x)
+print("ReLU(x)", F.relu(x))
+print("|x|    ", x.abs())
 assert torch.equal(F.relu(x), torch.maximum(x, torch.zeros_like(x)))
+assert not torch.equal(F.relu(x), x.abs())
 
 
 # %% [markdown]
 # Two helpers build the convolutions we need.
 # They have no bias; the next section shows why.
 
+
 # %%
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """3x3 convolution, padding 1, no bias."""
     return nn.Conv2d(
-        in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False
+        in_planes, out_planes, 3, stride=stride, padding=1, bias=False
     )
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """1x1 convolution, no bias."""
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+    return nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
 
 
 class PlainPair(nn.Module):
@@ -138,8 +177,8 @@ assert out.shape == x.shape
 # %% [markdown]
 # ## Batch normalization after each convolution
 #
-# ResNet puts batch normalization (BN) "right after each convolution and
-# before activation" {cite}`he2016deep`:
+# ResNet puts batch normalization (BN) {cite}`ioffe2015batch` "right after
+# each convolution and before activation" {cite}`he2016deep`:
 #
 # $$\text{conv} \rightarrow \text{BN} \rightarrow \text{ReLU}.$$
 #
@@ -161,18 +200,20 @@ assert out.shape == x.shape
 # summation order), which would blur what we want to see.
 
 # %%
-with_bias = nn.Conv2d(64, 64, kernel_size=3, padding=1, bias=True).double()
+with_bias = nn.Conv2d(64, 64, 3, padding=1, bias=True).double()
 without_bias = conv3x3(64, 64).double()
 without_bias.weight.data.copy_(with_bias.weight.data)
 nn.init.normal_(with_bias.bias)
 bn = nn.BatchNorm2d(64).double()
 x64 = x.double()
 torch.testing.assert_close(bn(with_bias(x64)), bn(without_bias(x64)))
-print("max |bias| that BN removed:", f"{with_bias.bias.abs().max().item():.2f}")
+largest = with_bias.bias.abs().max().item()
+print(f"max |bias| that BN removed: {largest:.2f}")
 
 
 # %% [markdown]
 # The plain block with BN:
+
 
 # %%
 class PlainBlock(nn.Module):
@@ -226,6 +267,7 @@ assert out.shape == x.shape
 # We keep torchvision's style: `identity = x`, compute `out`,
 # then `out += identity`.
 
+
 # %%
 class TeachingBasicBlock(nn.Module):
     """Residual block: two 3x3 convs with BN, plus a shortcut.
@@ -268,8 +310,6 @@ class TeachingBasicBlock(nn.Module):
 
 # %% [markdown]
 # With the identity shortcut, input and output must have the same shape.
-# We also check the definition: before the final ReLU, the block's output
-# minus its input is exactly the residual branch $F(x)$.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -280,11 +320,72 @@ print("F(x)    ", tuple(block.residual(x).shape))
 print("output  ", tuple(out.shape))
 assert out.shape == x.shape
 
-block.eval()  # fixed BN statistics, so repeated calls agree exactly
-f = block.residual(x)
-h = f + x  # H(x) before the final ReLU
-torch.testing.assert_close(h - x, f)
-torch.testing.assert_close(block(x), F.relu(h))
+# %% [markdown]
+# {numref}`fig-plain-vs-residual` draws the plain block and the residual
+# block side by side. Neither picture is drawn by hand:
+# `resnet_nb.diagrams.draw_blocks` traces each module's `forward` and
+# draws the operations in the order they run, with whatever the code adds
+# back beside them.
+
+# %% mystnb={"figure": {"caption": "The plain block (left) and the residual block (right), drawn from the two modules' forward passes. The residual block adds its input back before the last ReLU.", "name": "fig-plain-vs-residual"}, "image": {"alt": "Two flow diagrams. Left, the plain block: input, 3x3 conv, BN, ReLU, 3x3 conv, BN, ReLU, output, and no shortcut. Right, the residual block: the same layers, but the input also runs along a shortcut on the right into an addition before the final ReLU."}}
+fig = draw_blocks(
+    [
+        ("plain block", PlainBlock(64)),
+        ("residual block", TeachingBasicBlock(64, 64)),
+    ]
+)
+plt.show()
+
+# %% [markdown]
+# Now the definition itself. A check such as
+# "$(F(x) + x) - x = F(x)$" would hold for any $F$ and prove nothing.
+# The check below builds $F(x)$ from the block's *own layers*, wired as
+# the design prescribes (conv -> BN -> ReLU -> conv -> BN), and the
+# shortcut $S(x)$ likewise, and compares $\operatorname{ReLU}(F(x) + S(x))$
+# with what the block's `forward` returns: before the final ReLU,
+# `block(x) - shortcut(x)` must be $F(x)$.
+# It lives in the package as `resnet_nb.checks.check_residual`.
+# A check is only worth something if a wrong block fails it, so we run it
+# on four blocks: the library's `BasicBlock`, the residual block we just
+# wrote, the common tutorial mistake of putting BN *in front of* each
+# convolution, and the plain block, whose shortcut is missing.
+
+
+# %%
+class BNBeforeConv(TeachingBasicBlock):
+    """A wrong block: BN -> ReLU -> conv, twice, then the shortcut."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv1(self.relu(self.bn1(x)))
+        out = self.conv2(self.relu(self.bn2(out)))
+        return self.relu(out + x)
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(seed)
+candidates = {
+    "models.BasicBlock": models.BasicBlock(64, 64),
+    "TeachingBasicBlock": TeachingBasicBlock(64, 64),
+    "BN before each conv": BNBeforeConv(64, 64),
+    "PlainBlock (no shortcut)": PlainBlock(64),
+}
+print(f"{'block':<26}{'check':<8}")
+verdicts = {}
+for label, candidate in candidates.items():
+    for m in candidate.modules():  # random BN, so that no mistake hides
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.normal_(m.bias, std=0.5)
+    result = check_residual(candidate, x, design="basic")
+    verdicts[label] = result.passed
+    print(f"{label:<26}{'passed' if result.passed else 'FAILED':<8}")
+assert verdicts == {
+    "models.BasicBlock": True,
+    "TeachingBasicBlock": True,
+    "BN before each conv": False,
+    "PlainBlock (no shortcut)": False,
+}
 
 # %% [markdown]
 # ## Comparing with the library block
@@ -296,6 +397,7 @@ torch.testing.assert_close(block(x), F.relu(h))
 # statistics) and in evaluation mode (BN uses running statistics).
 # Fresh BN layers have $\gamma = 1$, $\beta = 0$, mean 0 and variance 1,
 # which would hide mistakes, so we first give them random values.
+
 
 # %%
 def randomize_bn(module: nn.Module) -> nn.Module:
@@ -309,17 +411,22 @@ def randomize_bn(module: nn.Module) -> nn.Module:
     return module
 
 
-def assert_same_outputs(teaching: nn.Module, library: nn.Module, x: Tensor) -> None:
+def assert_same_outputs(
+    teaching: nn.Module, library: nn.Module, x: Tensor
+) -> None:
     """Copy ``teaching``'s weights into ``library``; check both agree."""
     randomize_bn(teaching)
-    library.load_state_dict(teaching.state_dict())  # strict: same names, shapes
+    # strict: the same names and shapes, or an error
+    library.load_state_dict(teaching.state_dict())
     for train in (False, True):
         teaching.train(train)
         library.train(train)
         with torch.no_grad():
             torch.testing.assert_close(library(x), teaching(x))
     mode = "train and eval"
-    print(f"{type(library).__name__}: same outputs as the teaching block ({mode})")
+    name = type(library).__name__
+    print(f"{name}: same outputs as the teaching block ({mode})")
+
 
 # %% [markdown]
 # The library's `BasicBlock`:
@@ -368,13 +475,17 @@ assert_same_outputs(
         64,
         128,
         stride=2,
-        downsample=nn.Sequential(conv1x1(64, 128, stride=2), nn.BatchNorm2d(128)),
+        downsample=nn.Sequential(
+            conv1x1(64, 128, stride=2), nn.BatchNorm2d(128)
+        ),
     ),
     models.BasicBlock(
         64,
         128,
         stride=2,
-        downsample=nn.Sequential(models.conv1x1(64, 128, 2), nn.BatchNorm2d(128)),
+        downsample=nn.Sequential(
+            models.conv1x1(64, 128, 2), nn.BatchNorm2d(128)
+        ),
     ),
     x,
 )
@@ -396,6 +507,7 @@ assert_same_outputs(
 # here is the step from the first stage to the second, on 32x32 inputs.
 # We append the zero channels after the existing ones; where they go
 # does not matter to the network, which learns its weights around them.
+
 
 # %%
 class ZeroPadShortcut(nn.Module):
@@ -422,7 +534,10 @@ print("shortcut ", tuple(s.shape))
 assert s.shape == (8, 32, 16, 16)
 assert torch.equal(s[:, :16], x_cifar[:, :, ::2, ::2])
 assert not s[:, 16:].any()
-print("parameters in the shortcut:", sum(p.numel() for p in shortcut.parameters()))
+print(
+    "parameters in the shortcut:",
+    sum(p.numel() for p in shortcut.parameters()),
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -447,14 +562,18 @@ display(Code(inspect.getsource(models.CifarBlock), language="python"))
 
 # %%
 torch.manual_seed(seed)
-assert_same_outputs(block_a, models.CifarBlock(16, 32, 2, shortcut="A"), x_cifar)
+assert_same_outputs(
+    block_a, models.CifarBlock(16, 32, 2, shortcut="A"), x_cifar
+)
 block_b = TeachingBasicBlock(
     16,
     32,
     stride=2,
     downsample=nn.Sequential(conv1x1(16, 32, stride=2), nn.BatchNorm2d(32)),
 )
-assert_same_outputs(block_b, models.CifarBlock(16, 32, 2, shortcut="B"), x_cifar)
+assert_same_outputs(
+    block_b, models.CifarBlock(16, 32, 2, shortcut="B"), x_cifar
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -462,6 +581,19 @@ for name in ("A", "B"):
     lib_block = models.CifarBlock(16, 32, 2, shortcut=name)
     print(f"CifarBlock(16, 32, stride=2, shortcut={name!r}):", end=" ")
     print(f"{models.count_parameters(lib_block):,} parameters")
+
+# %% [markdown]
+# {numref}`fig-shortcut-a-b` draws the two library blocks from their code.
+# The main path is the same; only the shortcut differs.
+
+# %% mystnb={"figure": {"caption": "A CIFAR block that halves the resolution and doubles the width (16 to 32 channels), with shortcut A (left: subsample, then zero channels, no parameters) and shortcut B (right: a strided 1x1 convolution and BN).", "name": "fig-shortcut-a-b"}, "image": {"alt": "Two flow diagrams with the same main path: 3x3 conv with 32 channels and stride 2, BN, ReLU, 3x3 conv, BN, addition, ReLU. Left, the shortcut subsamples by 2 and pads 16 to 32 channels with zeros. Right, the shortcut is a 1x1 convolution with stride 2 followed by BN."}}
+fig = draw_blocks(
+    [
+        ("shortcut A", models.CifarBlock(16, 32, 2, shortcut="A")),
+        ("shortcut B", models.CifarBlock(16, 32, 2, shortcut="B")),
+    ]
+)
+plt.show()
 
 
 # %% [markdown]
@@ -474,9 +606,10 @@ for name in ("A", "B"):
 # A block of width `planes = 64` takes and returns 256 channels but
 # runs its 3x3 convolution on 64.
 
+
 # %%
 class TeachingBottleneck(nn.Module):
-    """Bottleneck block: 1x1 reduce -> 3x3 -> 1x1 expand (x4), plus a shortcut."""
+    """Bottleneck: 1x1 reduce -> 3x3 -> 1x1 expand (x4), plus a shortcut."""
 
     expansion = 4
 
@@ -535,8 +668,16 @@ assert out.shape == (2, 512, 28, 28)
 
 
 # %% [markdown]
-# The point of the bottleneck is cost. At 256 channels it has far fewer
-# parameters than a basic block of two 3x3 convolutions at the same width:
+# The point of the bottleneck is cost. The paper compares it with a basic
+# block of *similar time complexity* {cite}`he2016deep`: two 3x3
+# convolutions at 64 channels, against 1x1 (256 to 64), 3x3 (64) and
+# 1x1 (64 to 256). The two cost about the same - parameters, and
+# multiply-accumulates (MACs: one multiplication and one addition; the
+# unit of the paper's "FLOPs") on a 56x56 map - but the bottleneck takes
+# and returns 256 channels, four times as many.
+# (A basic block at 256 channels would cost far more; it is not the
+# comparison the paper makes.)
+
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -545,10 +686,19 @@ def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-basic_256 = TeachingBasicBlock(256, 256)
-print(f"basic block, 256 channels:      {n_params(basic_256):>9,} parameters")
-print(f"bottleneck, 256 -> 64 -> 256:   {n_params(bottleneck):>9,} parameters")
-assert n_params(bottleneck) < n_params(basic_256) / 8
+basic_64 = TeachingBasicBlock(64, 64)
+pairs = {
+    "basic block, 64 -> 64": (basic_64, 64),
+    "bottleneck, 256 -> 64 -> 256": (bottleneck, 256),
+}
+print(f"{'block':<30}{'parameters':>11}{'MACs (56x56)':>14}")
+macs = {}
+for label, (module, width) in pairs.items():
+    macs[label] = models.count_macs(module, (1, width, 56, 56))
+    print(f"{label:<30}{n_params(module):>11,}{macs[label] / 1e6:>13.0f}M")
+ratio = n_params(bottleneck) / n_params(basic_64)
+print(f"bottleneck / basic: {ratio:.2f}x the parameters")
+assert 0.8 < ratio < 1.2
 
 # %% [markdown]
 # The library's `Bottleneck`, checked with and without a projection:
@@ -565,7 +715,9 @@ assert_same_outputs(
         256,
         128,
         stride=2,
-        downsample=nn.Sequential(models.conv1x1(256, 512, 2), nn.BatchNorm2d(512)),
+        downsample=nn.Sequential(
+            models.conv1x1(256, 512, 2), nn.BatchNorm2d(512)
+        ),
     ),
     x256,
 )
@@ -605,9 +757,14 @@ assert_same_outputs(
 # The pre-activation block below removes that ReLU, and its Jacobian is
 # exactly $I + \partial F / \partial x$.
 #
-# We can check both statements numerically on a tiny block
+# We can check this numerically on a tiny block
 # (4 channels of 3x3, so the Jacobian is 36x36),
-# in evaluation mode so that BN is a fixed affine map:
+# in evaluation mode so that BN is a fixed affine map.
+# The block's Jacobian comes from autograd through its `forward`;
+# $\partial F / \partial x$ from the residual branch alone, built from
+# the block's layers (`resnet_nb.checks.residual_parts`). The two are
+# computed independently, so a block whose `forward` did something else
+# would fail.
 
 # %%
 torch.manual_seed(seed)
@@ -622,15 +779,16 @@ def jacobian(fn, x: Tensor) -> Tensor:
 
 
 eye = torch.eye(n)
-j_f = jacobian(tiny.residual, x_tiny)
-j_h = jacobian(lambda v: tiny.residual(v) + v, x_tiny)
-torch.testing.assert_close(j_h, eye + j_f)
+j_block = jacobian(tiny, x_tiny)  # through forward()
+f_tiny, s_tiny = residual_parts(tiny, x_tiny, "basic")  # from the layers
+j_f = jacobian(lambda v: residual_parts(tiny, v, "basic")[0], x_tiny)
 
-# with the final ReLU: D (I + dF/dx), D = where the sum was positive
-mask = (tiny.residual(x_tiny) + x_tiny > 0).flatten().float()
-torch.testing.assert_close(jacobian(tiny, x_tiny), torch.diag(mask) @ (eye + j_f))
-print(f"Jacobian {tuple(j_h.shape)}: dH/dx = I + dF/dx holds")
-print(f"with the final ReLU, {int(mask.sum())} of {n} rows keep the identity")
+# the final ReLU: D (I + dF/dx), D = 1 where F(x) + x was positive
+mask = (f_tiny + s_tiny > 0).flatten().float()
+torch.testing.assert_close(j_block, torch.diag(mask) @ (eye + j_f))
+print(f"Jacobian {tuple(j_block.shape)}: dH/dx = D (I + dF/dx) holds")
+kept = int(mask.sum())
+print(f"{kept} of {n} rows keep the identity, the ReLU zeroes the rest")
 
 # %% [markdown]
 # ## Pre-activation
@@ -661,14 +819,18 @@ print(f"with the final ReLU, {int(mask.sum())} of {n} rows keep the identity")
 # not a licence to put BN in front of the convolutions of the original
 # block.
 #
-# When the shape changes, a projection (a 1x1 convolution; the BN in
-# front of it is already there) is applied to the pre-activated input,
-# after the first BN and ReLU, as in the paper's code.
+# When the shape changes, the projection shortcut is a bare 1x1
+# convolution applied to the pre-activated input, after the block's first
+# BN and ReLU, as in the authors' code for {cite}`he2016identity`; it needs
+# no BN of its own, because the BN in front of it is already there.
+# The library does the same: `ResNet(PreActBlock, ...)` gives its
+# projection shortcuts a 1x1 convolution and nothing else (checked below).
 # Otherwise the shortcut is the raw input $x$.
+
 
 # %%
 class TeachingPreActBlock(nn.Module):
-    """Pre-activation residual block: (BN -> ReLU -> conv) x 2, plus a shortcut."""
+    """Pre-activation block: (BN -> ReLU -> conv) x 2, plus a shortcut."""
 
     expansion = 1
 
@@ -709,15 +871,55 @@ print("projection shortcut:", tuple(x.shape), "->", tuple(out.shape))
 assert out.shape == (8, 128, 28, 28)
 
 # %% [markdown]
+# {numref}`fig-original-vs-preact` draws an original block and a
+# pre-activation block that both halve the resolution, from the code.
+
+# %% mystnb={"figure": {"caption": "The original block (left) and the pre-activation block (right), both going from 64 to 128 channels with stride 2. In the pre-activation block BN and ReLU come before each convolution, the projection reads the pre-activated input, and nothing follows the addition.", "name": "fig-original-vs-preact"}, "image": {"alt": "Two flow diagrams. Left: 3x3 conv stride 2, BN, ReLU, 3x3 conv, BN, addition, ReLU, with a shortcut of a 1x1 conv stride 2 and BN from the input. Right: BN, ReLU, then the path splits; 3x3 conv stride 2, BN, ReLU, 3x3 conv on the main path and a 1x1 conv stride 2 on the shortcut, joined by an addition with nothing after it."}}
+fig = draw_blocks(
+    [
+        (
+            "original",
+            TeachingBasicBlock(
+                64,
+                128,
+                stride=2,
+                downsample=nn.Sequential(
+                    conv1x1(64, 128, stride=2), nn.BatchNorm2d(128)
+                ),
+            ),
+        ),
+        ("pre-activation", preact_down),
+    ]
+)
+plt.show()
+
+# %% [markdown]
 # Without a ReLU after the addition, the Jacobian of a pre-activation block
-# with an identity shortcut is exactly $I + \partial F / \partial x$:
+# with an identity shortcut is exactly $I + \partial F / \partial x$.
+# Again $F$ is built from the block's own layers
+# (`residual_parts(block, x, "preact")`: BN -> ReLU -> conv -> BN -> ReLU
+# -> conv), not from the block's output, so the check could fail:
+# for the original block, with its final ReLU, it does, in every row the
+# ReLU zeroes.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 tiny_pre = randomize_bn(TeachingPreActBlock(4, 4)).eval()
-j_block = jacobian(tiny_pre, x_tiny)
-j_branch = jacobian(lambda v: tiny_pre(v) - v, x_tiny)
-torch.testing.assert_close(j_block, eye + j_branch)
-print("pre-activation block: dH/dx = I + dF/dx, no mask")
+
+
+def rows_off(block: nn.Module, design: str) -> int:
+    """Rows where J(block) differs from I + J(F), F from the block's layers."""
+    j_block = jacobian(block, x_tiny)
+    j_branch = jacobian(lambda v: residual_parts(block, v, design)[0], x_tiny)
+    differs = ~torch.isclose(j_block, eye + j_branch, atol=1e-5, rtol=1e-4)
+    return int(differs.any(dim=1).sum())
+
+
+off_pre = rows_off(tiny_pre, "preact")
+off_orig = rows_off(tiny, "basic")
+print(f"pre-activation block: {off_pre} of {n} rows differ from I + dF/dx")
+print(f"original block:       {off_orig} of {n} rows differ (the ReLU mask)")
+assert off_pre == 0 and off_orig == n - int(mask.sum())
 
 # %% [markdown]
 # The library's `PreActBlock`:
@@ -733,6 +935,14 @@ assert_same_outputs(
     models.PreActBlock(64, 128, 2, downsample=models.conv1x1(64, 128, 2)),
     x,
 )
+
+# %%
+# NBVAL_CHECK_OUTPUT
+preact_net = models.ResNet(models.PreActBlock, [1, 1, 1, 1], num_classes=10)
+print("projection shortcut of ResNet(PreActBlock, ...):")
+print(preact_net.layer2[0].downsample)
+for lib_block in (models.PreActBlock(64, 64), preact_net.layer2[0]):
+    assert check_residual(randomize_bn(lib_block), x).passed
 
 
 # %% [markdown]
@@ -768,7 +978,9 @@ def measure(plain: bool) -> tuple[list[float], list[float]]:
     net = models.cifar_resnet(depth, plain=plain).train()
     stds: list[float] = []
     hooks = [
-        m.register_forward_hook(lambda mod, inp, out: stds.append(out.std().item()))
+        m.register_forward_hook(
+            lambda mod, inp, out: stds.append(out.std().item())
+        )
         for m in net.modules()
         if isinstance(m, models.CifarBlock)
     ]
@@ -776,7 +988,9 @@ def measure(plain: bool) -> tuple[list[float], list[float]]:
     loss.backward()
     for hook in hooks:
         hook.remove()
-    weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    weighted = [
+        m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     assert len(weighted) == depth, "option A adds no weighted layers"
     grads = [m.weight.grad.norm().item() for m in weighted]
     return grads, stds
@@ -817,9 +1031,8 @@ for name, g in grads.items():
     ratio = convs[0] / convs[-1]
     spread = max(convs) / min(convs)
     summary[name] = (ratio, spread)
-    print(
-        f"{name:<12}{convs[0]:>12.3g}{convs[-1]:>12.3g}{ratio:>12.3g}{spread:>12.3g}"
-    )
+    values = (convs[0], convs[-1], ratio, spread)
+    print(f"{name:<12}" + "".join(f"{v:>12.3g}" for v in values))
 
 # %%
 plain_ratio, plain_spread = summary[f"plain-{depth}"]
@@ -836,7 +1049,10 @@ def direction(ratio: float) -> str:
     factor = max(ratio, 1 / ratio)
     per_layer = factor ** (1 / (depth - 2))  # geometric rate over the convs
     verb = "grows" if ratio >= 1 else "shrinks"
-    return f"{verb} by a factor of {fmt(factor)} (about {per_layer:.3g}x per layer)"
+    return (
+        f"{verb} by a factor of {fmt(factor)} "
+        f"(about {per_layer:.3g}x per layer)"
+    )
 
 
 display(
@@ -845,7 +1061,8 @@ display(
         f"of the plain-{depth} net {direction(plain_ratio)}. "
         f"In ResNet-{depth} it {direction(res_ratio)}. "
         f"Across all convolutions the norms span a factor of "
-        f"{fmt(plain_spread)} in the plain net and {fmt(res_spread)} in the ResNet."
+        f"{fmt(plain_spread)} in the plain net and {fmt(res_spread)} "
+        "in the ResNet."
     )
 )
 
@@ -880,7 +1097,9 @@ display(
 # %% mystnb={"figure": {"caption": "Standard deviation of each block's output at initialization, for the same batch.", "name": "fig-activation-std"}}
 fig, ax = plt.subplots(figsize=(7, 3.2))
 for name, sd in stds.items():
-    ax.plot(range(1, len(sd) + 1), sd, marker=".", color=colors[name], label=name)
+    ax.plot(
+        range(1, len(sd) + 1), sd, marker=".", color=colors[name], label=name
+    )
 ax.set_xlabel("block")
 ax.set_ylabel("std of block output")
 ax.set_title("Forward signal at initialization")
@@ -901,8 +1120,13 @@ plt.show()
 #   shortcut must change shape too: a 1x1 convolution of stride 2 with BN
 #   (option B), or subsampling plus zero channels, with no parameters
 #   (option A, the paper's choice on CIFAR).
-# * The bottleneck (1x1 reduce, 3x3, 1x1 expand by 4) keeps wide blocks
-#   cheap; it is the block of ResNet-50 and deeper.
+# * A check that a block is residual must be able to fail: build $F$ and
+#   the shortcut from the block's own layers and compare with its output
+#   (`resnet_nb.checks.check_residual`). BN in front of the convolutions,
+#   or a missing shortcut, fails it.
+# * The bottleneck (1x1 reduce, 3x3, 1x1 expand by 4) costs about what a
+#   basic block of a quarter of its width costs, while its input and output
+#   are four times wider; it is the block of ResNet-50 and deeper.
 # * The Jacobian of a residual block is $I + \partial F / \partial x$, so the
 #   gradient through many blocks keeps a direct identity path.
 #   Pre-activation blocks (BN -> ReLU -> conv, nothing after the addition)
@@ -927,7 +1151,8 @@ plt.show()
 # 4. Stack `TeachingPreActBlock`s into a CIFAR net (add a final BN and ReLU
 #    before pooling) and add it to {numref}`fig-grad-norms`.
 # 5. Set $\gamma = 0$ in the last BN of every residual branch
-#    (`zero_init_residual` in torchvision). What is each block's Jacobian at
+#    (`zero_init_residual` in torchvision), as {cite}`goyal2017accurate`
+#    do to train large batches. What is each block's Jacobian at
 #    initialization, and what happens to the forward signal in
 #    {numref}`fig-activation-std`?
 # 6. Put BN *before* a convolution with a bias and repeat the check of the

@@ -36,6 +36,34 @@
 #   and ONNX with a parity check, and Grad-CAM maps {cite}`selvaraju2017gradcam`
 #   of what the model looks at.
 
+# %% [markdown]
+# The first cell installs the book's package, `resnet_nb`, when it is
+# missing (on Colab, say); in a checkout of the book it does nothing.
+
+# %%
+# Install resnet_nb if it is missing: pip, from the book's repository at the
+# tag of this version. RESNET_NB_INSTALL_FROM overrides what pip installs
+# (a local folder, say), passed to pip as it is.
+import importlib
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+
+REPOSITORY = "https://github.com/resnet-nb/resnet-nb"  # as in _config.yml
+VERSION = "0.1.0"  # the book's version, tag v0.1.0
+if importlib.util.find_spec("resnet_nb") is None:
+    source = os.environ.get(
+        "RESNET_NB_INSTALL_FROM", f"git+{REPOSITORY}@v{VERSION}"
+    )
+    print(f"resnet_nb is missing: pip install {source}")
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, *shlex.split(source)], check=True)
+    importlib.invalidate_caches()
+else:
+    print("resnet_nb is installed: nothing to install")
+
 # %%
 import time
 

@@ -8,7 +8,10 @@ Modules
 models   residual blocks, torchvision-compatible ResNets, the paper's CIFAR ResNets
 data     dataset discovery (download / offline copy), cached uint8 tensors, splits
 params   validation of chapter and command-line parameters
-report   provenance and small display helpers for chapters
+checks   checks that a residual block computes F(x) + shortcut(x) (and fail if not)
+diagrams block and network diagrams drawn from the nn.Module
+viz      the book's figure style (fonts, SVG), applied explicitly by the chapters
+report   provenance, portable paths and recorded runs
 train    the training engine (loop, mixed precision, schedules, checkpoints)
 finetune weight sources, freezing policies, parameter groups, transfer runs
 inference  predictions, TorchScript/ONNX export, Grad-CAM

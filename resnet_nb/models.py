@@ -18,19 +18,23 @@ Two families live here.
 *Identity Mappings in Deep Residual Networks*.
 
 Helpers: :func:`build_model` (by name, see :data:`MODEL_NAMES`),
-:func:`count_parameters`, :func:`count_flops`, :func:`flops_by_module` and
-:func:`feature_map_shapes`.
+:func:`count_parameters`, :func:`count_macs` / :func:`macs_by_module`
+(multiply-accumulates, the unit of the paper's "FLOPs"), :func:`count_flops` /
+:func:`flops_by_module` (floating-point operations, 2 per multiply-accumulate),
+:func:`feature_map_shapes`, and :func:`load_cifar_state_dict` for CIFAR ResNet
+checkpoints written by other code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from resnet_nb.errors import ArchitectureMismatchError
 from resnet_nb.params import check_choice
 
 __all__ = [
@@ -53,13 +57,22 @@ __all__ = [
     "IMAGENET_MODEL_NAMES",
     "build_model",
     "count_parameters",
+    "count_macs",
+    "macs_by_module",
     "count_flops",
     "flops_by_module",
+    "PADS",
+    "map_cifar_state_dict",
+    "load_cifar_state_dict",
     "feature_map_shapes",
 ]
 
 STEMS: tuple[str, ...] = ("imagenet", "cifar")
 SHORTCUTS: tuple[str, ...] = ("A", "B")
+PADS: tuple[str, ...] = ("after", "split")
+"""Where shortcut A puts its zero channels: ``"after"`` the identity (the
+paper's Torch code) or ``"split"`` half before and half after (most PyTorch
+CIFAR ResNets)."""
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -144,7 +157,7 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (x4), with an identity (or projection) shortcut.
+    """1x1 reduce, 3x3, 1x1 expand (x4), with an identity/projection shortcut.
 
     Used by ResNet-50/101/152. As in torchvision (the "ResNet v1.5" variant),
     the stride sits on the 3x3 convolution; the paper puts it on the first 1x1
@@ -205,9 +218,12 @@ class PreActBlock(nn.Module):
     the addition, so the shortcut path is a pure identity from block to block:
     ``out = conv2(relu(bn2(conv1(relu(bn1(x)))))) + shortcut(x)``. When the
     shape changes, ``downsample`` projects the *pre-activated* input, as in the
-    paper. A network of these blocks needs a final BatchNorm and ReLU before
-    pooling; :class:`ResNet` adds one (``final_norm``) when its block is a
-    ``PreActBlock``.
+    paper; in :class:`ResNet` that projection is a bare 1x1 convolution (no
+    BatchNorm after it), as in the authors' code for *Identity Mappings*
+    (``fb.resnet.torch``, ``preresnet.lua``): the BatchNorm and ReLU in front
+    of it are the block's ``bn1`` and ``relu``. A network of these blocks
+    needs a final BatchNorm and ReLU before pooling; :class:`ResNet` adds one
+    (``final_norm``) when its block is a ``PreActBlock``.
     """
 
     expansion: int = 1
@@ -345,26 +361,39 @@ class ResNet(nn.Module):
                 elif isinstance(m, BasicBlock):
                     nn.init.constant_(m.bn2.weight, 0)
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: Block, planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         """One stage: ``blocks`` blocks, the first carrying ``stride``.
 
         The first block gets a projection shortcut (1x1 convolution with
         ``stride``, then BatchNorm) when it changes the spatial size or the
         number of channels; the others map ``planes * expansion`` channels to
-        the same and use the identity.
+        the same and use the identity. For :class:`PreActBlock` the projection
+        is the 1x1 convolution alone: it is applied to the block's already
+        normalised and activated input, as in He et al. (2016, *Identity
+        Mappings*) and their code.
         """
         norm_layer = self._norm_layer
         downsample: nn.Module | None = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride),
-                norm_layer(planes * block.expansion),
-            )
+        width = planes * block.expansion
+        if stride != 1 or self.inplanes != width:
+            projection = conv1x1(self.inplanes, width, stride)
+            if block is PreActBlock:
+                downsample = nn.Sequential(projection)
+            else:
+                downsample = nn.Sequential(projection, norm_layer(width))
 
         stage: list[nn.Module] = [
-            block(self.inplanes, planes, stride, downsample, norm_layer=norm_layer)
+            block(
+                self.inplanes,
+                planes,
+                stride,
+                downsample,
+                norm_layer=norm_layer,
+            )
         ]
-        self.inplanes = planes * block.expansion
+        self.inplanes = width
         for _ in range(1, blocks):
             stage.append(block(self.inplanes, planes, norm_layer=norm_layer))
         return nn.Sequential(*stage)
@@ -467,35 +496,51 @@ def resnet152(
 
 
 class ZeroPadShortcut(nn.Module):
-    """Parameter-free shortcut "A": subsample by ``stride`` and zero-pad channels.
+    """Parameter-free shortcut "A": subsample by ``stride``, add zero channels.
 
-    Keeps every ``stride``-th pixel in each spatial direction and appends
+    Keeps every ``stride``-th pixel in each spatial direction and adds
     ``out_planes - in_planes`` all-zero channels, so the identity can be added
     to a block output that is smaller and wider. No parameters.
+
+    ``pad="after"`` appends all the zero channels after the identity, as the
+    paper's Torch code did; ``pad="split"`` puts half before and half after,
+    as most PyTorch CIFAR ResNets do
+    (``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))``).
+    The two layouts have the same (no) parameters but are different networks:
+    weights trained with one give other outputs with the other.
     """
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+    def __init__(
+        self, in_planes: int, out_planes: int, stride: int, pad: str = "after"
+    ) -> None:
         super().__init__()
         if out_planes < in_planes:
             raise ValueError(
-                f"zero-padding cannot reduce channels ({in_planes} -> {out_planes}); "
-                "use the projection shortcut 'B'"
+                "zero-padding cannot reduce channels "
+                f"({in_planes} -> {out_planes}); use the projection shortcut "
+                "'B'"
             )
+        check_choice("pad", pad, PADS)
         self.in_planes = in_planes
         self.out_planes = out_planes
         self.stride = stride
+        self.pad = pad
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride != 1:
             x = x[:, :, :: self.stride, :: self.stride]
         extra = self.out_planes - self.in_planes
         if extra > 0:
-            # F.pad pads from the last dimension backwards: (W, W, H, H, C, C).
-            x = F.pad(x, [0, 0, 0, 0, 0, extra])
+            before = extra // 2 if self.pad == "split" else 0
+            # F.pad pads from the last dimension back: (W, W, H, H, C, C).
+            x = F.pad(x, [0, 0, 0, 0, before, extra - before])
         return x
 
     def extra_repr(self) -> str:
-        return f"{self.in_planes}, {self.out_planes}, stride={self.stride}"
+        return (
+            f"{self.in_planes}, {self.out_planes}, "
+            f"stride={self.stride}, pad={self.pad!r}"
+        )
 
 
 class CifarBlock(nn.Module):
@@ -504,7 +549,8 @@ class CifarBlock(nn.Module):
     Two 3x3 convolutions with BatchNorm; the first carries ``stride``. The
     shortcut is the identity when the shape stays the same; when it changes,
     ``shortcut="A"`` uses :class:`ZeroPadShortcut` (no parameters) and
-    ``shortcut="B"`` a 1x1 convolution with BatchNorm. ``plain=True`` drops the
+    ``shortcut="B"`` a 1x1 convolution with BatchNorm; ``pad`` places option
+    A's zero channels (see :class:`ZeroPadShortcut`). ``plain=True`` drops the
     shortcut entirely: the block is then just two conv-BN(-ReLU) layers, the
     paper's plain network.
     """
@@ -519,9 +565,11 @@ class CifarBlock(nn.Module):
         *,
         shortcut: str = "A",
         plain: bool = False,
+        pad: str = "after",
     ) -> None:
         super().__init__()
         check_choice("shortcut", shortcut, SHORTCUTS)
+        check_choice("pad", pad, PADS)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -531,7 +579,9 @@ class CifarBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if not plain and (stride != 1 or in_planes != planes):
             if shortcut == "A":
-                self.downsample = ZeroPadShortcut(in_planes, planes, stride)
+                self.downsample = ZeroPadShortcut(
+                    in_planes, planes, stride, pad
+                )
             else:
                 self.downsample = nn.Sequential(
                     conv1x1(in_planes, planes, stride), nn.BatchNorm2d(planes)
@@ -593,6 +643,11 @@ class CifarResNet(nn.Module):
         Drop all shortcuts: the paper's plain network of the same depth.
     in_channels:
         Channels of the input images.
+    pad:
+        Where shortcut A puts its zero channels: ``"after"`` the identity (the
+        paper's Torch code, the default) or ``"split"`` half before, half after
+        (most PyTorch CIFAR ResNets and their published checkpoints). Stored
+        as ``model.pad``, so a built model knows its layout.
     """
 
     def __init__(
@@ -603,10 +658,13 @@ class CifarResNet(nn.Module):
         num_classes: int = 10,
         plain: bool = False,
         in_channels: int = 3,
+        pad: str = "after",
     ) -> None:
         super().__init__()
         n = _blocks_per_stage(depth)
         check_choice("shortcut", shortcut, SHORTCUTS)
+        check_choice("pad", pad, PADS)
+        self.pad = pad
         _check_positive("num_classes", num_classes)
         _check_positive("in_channels", in_channels)
         self.depth = depth
@@ -636,6 +694,7 @@ class CifarResNet(nn.Module):
                     stride if i == 0 else 1,
                     shortcut=self.shortcut,
                     plain=self.plain,
+                    pad=self.pad,
                 )
             )
             self.in_planes = planes
@@ -663,10 +722,20 @@ def cifar_resnet(
     num_classes: int = 10,
     plain: bool = False,
     in_channels: int = 3,
+    pad: str = "after",
 ) -> CifarResNet:
-    """The paper's CIFAR ResNet (``plain=True``: plain net) of ``depth = 6n + 2`` layers."""
+    """The paper's CIFAR ResNet (``plain=True``: plain net) of ``depth = 6n + 2`` layers.
+
+    ``pad`` ("after" or "split") places shortcut A's zero channels; see
+    :class:`CifarResNet`. A bad value raises :class:`~resnet_nb.errors.ParameterError`.
+    """
     return CifarResNet(
-        depth, shortcut=shortcut, num_classes=num_classes, plain=plain, in_channels=in_channels
+        depth,
+        shortcut=shortcut,
+        num_classes=num_classes,
+        plain=plain,
+        in_channels=in_channels,
+        pad=pad,
     )
 
 
@@ -760,18 +829,43 @@ def _flop_counts(model: nn.Module, input_size: Sequence[int]) -> tuple[int, dict
     return int(counter.get_total_flops()), per_module
 
 
-def count_flops(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> int:
-    """Floating-point operations of one forward pass, counted by PyTorch.
+def count_macs(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> int:
+    """Multiply-accumulates (MACs) of one forward pass: the paper's "FLOPs".
 
-    Uses ``torch.utils.flop_counter.FlopCounterMode``, which counts
-    convolutions and matrix multiplications only, at **2 FLOPs per
-    multiply-add**. The "FLOPs" in He et al. (2016) are multiply-adds, so
-    compare ``count_flops(model) / 2`` with the paper (ResNet-18: 1.8e9 at
-    224x224). BatchNorm, ReLU, pooling and the residual additions are not
-    counted; they are small next to the convolutions.
+    He et al. (2016) count one multiply-add as one "FLOP" (ResNet-18: 1.8e9 at
+    224x224); this book calls that unit a multiply-accumulate (MAC) and keeps
+    "FLOPs" for floating-point operations, two per MAC (:func:`count_flops`).
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` over convolutions
+    and matrix multiplications only; BatchNorm, ReLU, pooling and the residual
+    additions are not counted (they are small next to the convolutions).
 
     The model runs once in eval mode without gradients, on a zero tensor of
     ``input_size`` (batch included); its training flag is restored afterwards.
+    """
+    total, _ = _flop_counts(model, input_size)
+    return total // 2
+
+
+def macs_by_module(
+    model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)
+) -> dict[str, int]:
+    """Multiply-accumulates of each top-level child of ``model``, by name and in order.
+
+    Counted as in :func:`count_macs`. Children without convolutions or matrix
+    products (BatchNorm, ReLU, pooling) get 0; for a ResNet the values add up
+    to :func:`count_macs`.
+    """
+    return {name: n // 2 for name, n in flops_by_module(model, input_size).items()}
+
+
+def count_flops(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) -> int:
+    """Floating-point operations of one forward pass: ``2 * count_macs(model)``.
+
+    PyTorch's ``FlopCounterMode`` counts **2 FLOPs per multiply-accumulate**
+    (one multiply, one add), the unit to compare with a processor's FLOP/s.
+    The paper's "FLOPs" are multiply-accumulates: compare :func:`count_macs`
+    with those (ResNet-18: 1.8e9 MACs, 3.6e9 FLOPs at 224x224). Counted over
+    convolutions and matrix multiplications only, as :func:`count_macs`.
     """
     total, _ = _flop_counts(model, input_size)
     return total
@@ -780,11 +874,12 @@ def count_flops(model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)) 
 def flops_by_module(
     model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224)
 ) -> dict[str, int]:
-    """FLOPs of each top-level child of ``model``, by name and in order.
+    """Floating-point operations of each top-level child of ``model``, by name and in order.
 
-    Counted as in :func:`count_flops` (2 per multiply-add). Children without
-    convolutions or matrix products (BatchNorm, ReLU, pooling) get 0; for a
-    ResNet the values add up to :func:`count_flops`.
+    Counted as in :func:`count_flops` (2 per multiply-accumulate; halve them,
+    or use :func:`macs_by_module`, for MACs). Children without convolutions or
+    matrix products (BatchNorm, ReLU, pooling) get 0; for a ResNet the values
+    add up to :func:`count_flops`.
     """
     _, per_module = _flop_counts(model, input_size)
     # Paths look like "ResNet.layer1": the root module's class name, then the child's name.
@@ -822,6 +917,103 @@ def feature_map_shapes(
         for handle in handles:
             handle.remove()
     return shapes
+
+
+# --------------------------------------------------------------------------------------
+# CIFAR ResNet checkpoints written by other code
+# --------------------------------------------------------------------------------------
+
+# Renamings from popular PyTorch CIFAR ResNets (e.g. akamaster/pytorch_resnet_cifar10,
+# kuangliu/pytorch-cifar) to ours: a DataParallel "module." prefix, the classifier
+# called "linear", the shortcut branch called "shortcut". Applied in this order;
+# anything else must already carry our names.
+_THIRD_PARTY_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^module\.", ""),
+    (r"^linear\.", "fc."),
+    (r"\.shortcut\.", ".downsample."),
+)
+
+
+def map_cifar_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a third-party CIFAR ResNet state dict to :class:`CifarResNet`'s names.
+
+    Strips a ``module.`` prefix (``nn.DataParallel``), renames ``linear.*`` to
+    ``fc.*`` and ``*.shortcut.*`` to ``*.downsample.*``; every other key is kept
+    as it is. It only renames: :func:`load_cifar_state_dict` checks the result.
+    """
+    import re
+
+    mapped: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        new = key
+        for pattern, repl in _THIRD_PARTY_RENAMES:
+            new = re.sub(pattern, repl, new)
+        if new in mapped:
+            raise ArchitectureMismatchError(
+                f"two checkpoint keys map to {new!r} (one of them is {key!r}); "
+                "the checkpoint mixes naming schemes"
+            )
+        mapped[new] = value
+    return mapped
+
+
+def load_cifar_state_dict(
+    model: CifarResNet, state_dict: Mapping[str, Tensor], *, pad: str
+) -> CifarResNet:
+    """Load a CIFAR ResNet checkpoint from other code into ``model``, or fail loudly.
+
+    ``state_dict`` may use the names of popular PyTorch CIFAR ResNets (see
+    :func:`map_cifar_state_dict`). ``pad`` is the zero-padding layout of shortcut
+    A that the checkpoint was *trained* with - ``"split"`` for most PyTorch
+    re-implementations, ``"after"`` for the paper's Torch code. The weights
+    cannot tell: both layouts have the same parameter names and shapes, but they
+    are different networks. So the caller must say, and ``model.pad`` must agree.
+
+    Raises :class:`~resnet_nb.errors.ArchitectureMismatchError` when the layouts
+    disagree, when a key cannot be mapped to one of ``model``'s (naming the
+    unmapped keys), when the model has keys the checkpoint lacks, or when a
+    shape differs; :class:`~resnet_nb.errors.ParameterError` for a bad ``pad``.
+    Returns ``model``.
+    """
+    check_choice("pad", pad, PADS)
+    if not isinstance(model, CifarResNet):
+        raise ArchitectureMismatchError(
+            f"load_cifar_state_dict loads into a CifarResNet, not {type(model).__name__}; "
+            "build one with resnet_nb.models.cifar_resnet(depth, pad=...)"
+        )
+    if model.pad != pad:
+        raise ArchitectureMismatchError(
+            f"the checkpoint's shortcut A pads {pad!r} but the model pads {model.pad!r}: "
+            f"same parameter names, different network; build the model with "
+            f"cifar_resnet({model.depth}, pad={pad!r})"
+        )
+    mapped = map_cifar_state_dict(state_dict)
+    ours = model.state_dict()
+    renamed = {new: old for old, new in zip(state_dict, mapped)}
+    unmapped = [renamed[k] for k in mapped if k not in ours]
+    missing = [k for k in ours if k not in mapped]
+    if unmapped or missing:
+        parts = []
+        if unmapped:
+            parts.append(f"checkpoint keys with no counterpart in the model: {unmapped}")
+        if missing:
+            parts.append(f"model keys the checkpoint lacks: {missing}")
+        raise ArchitectureMismatchError(
+            f"cannot map the checkpoint onto cifar_resnet({model.depth}, "
+            f"shortcut={model.shortcut!r}): " + "; ".join(parts)
+        )
+    wrong = [
+        f"{k}: checkpoint {tuple(v.shape)}, model {tuple(ours[k].shape)}"
+        for k, v in mapped.items()
+        if tuple(v.shape) != tuple(ours[k].shape)
+    ]
+    if wrong:
+        raise ArchitectureMismatchError(
+            f"shapes differ between the checkpoint and cifar_resnet({model.depth}): "
+            + "; ".join(wrong)
+        )
+    model.load_state_dict(mapped, strict=True)
+    return model
 
 
 def weighted_depth(model: nn.Module) -> int:

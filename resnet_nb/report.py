@@ -17,6 +17,8 @@ from typing import Any
 
 __all__ = [
     "provenance",
+    "display_path",
+    "portable_text",
     "device_name",
     "time_to_accuracy",
     "load_run",
@@ -45,6 +47,60 @@ def device_name(device: Any = None) -> str:
     return str(device)
 
 
+def _roots() -> list[tuple[str, str]]:
+    """(absolute folder, how to print it), most specific first."""
+    home = os.path.expanduser("~")
+    roots = []
+    data = os.environ.get("RESNET_NB_DATA")
+    roots.append((os.path.abspath(os.path.expanduser(data or "data")), "$RESNET_NB_DATA"))
+    cache = os.environ.get("RESNET_NB_CACHE")
+    if cache:
+        roots.append((os.path.abspath(os.path.expanduser(cache)), "$RESNET_NB_CACHE"))
+    roots.append((os.path.join(home, ".cache", "resnet_nb"), "~/.cache/resnet_nb"))
+    if home not in ("", "/"):
+        roots.append((home, "~"))
+    # A longer root first, so that a data root inside the home folder wins.
+    return sorted(roots, key=lambda r: len(r[0]), reverse=True)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as the book may print it: relative to a root any reader has.
+
+    A path under the data root becomes ``$RESNET_NB_DATA/...``, one under the
+    cache ``$RESNET_NB_CACHE/...`` or ``~/.cache/resnet_nb/...``, one under the
+    home folder ``~/...``; any other absolute path keeps only its file name
+    (``.../name``), so no path of the machine that built the book is printed.
+    Relative paths are returned as they are.
+    """
+    text = os.fspath(path)
+    if not os.path.isabs(text):
+        return text
+    norm = os.path.normpath(text)
+    for root, label in _roots():
+        if norm == root:
+            return label
+        if norm.startswith(root.rstrip(os.sep) + os.sep):
+            return label + "/" + os.path.relpath(norm, root).replace(os.sep, "/")
+    return ".../" + os.path.basename(norm)
+
+
+_ABSOLUTE = None
+
+
+def portable_text(text: str) -> str:
+    """``text`` with every absolute path in it replaced by :func:`display_path`.
+
+    For strings that mention paths, such as a data source ("CIFAR-10 train,
+    JPEG copy: /data/cifar10-jpeg.zip") or a command line.
+    """
+    import re
+
+    global _ABSOLUTE
+    if _ABSOLUTE is None:
+        _ABSOLUTE = re.compile(r"(?<![\w.~$/:])/(?:[\w.+-]+/)*[\w.+-]+")
+    return _ABSOLUTE.sub(lambda m: display_path(m.group(0)), text)
+
+
 def provenance(
     params: Mapping[str, Any],
     started: float,
@@ -61,6 +117,8 @@ def provenance(
         ``time.perf_counter()`` taken at the top of the chapter.
     data_source:
         Where the data came from (e.g. the path of the CIFAR-10 copy), if any.
+        Absolute paths in it are printed relative to the data or cache root
+        (:func:`portable_text`).
     device:
         The device the chapter computed on (default: the best available one).
 
@@ -76,7 +134,7 @@ def provenance(
         "torchvision": torchvision.__version__,
         "platform": platform.platform(),
         "parameters": dict(params),
-        "data_source": data_source or "none (no dataset used)",
+        "data_source": portable_text(data_source) if data_source else "none (no dataset used)",
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     width = max(len(k) for k in record)
@@ -176,6 +234,6 @@ def run_summary(run: Mapping[str, Any], targets: Sequence[float] = (0.92, 0.94))
         "test_acc": metrics.get("test_acc"),
         "wall_time_s": metrics.get("wall_time_s"),
         "reached": reached,
-        "command": metrics.get("command"),
+        "command": portable_text(metrics["command"]) if metrics.get("command") else None,
         "commit": run.get("provenance", {}).get("commit"),
     }

@@ -72,7 +72,43 @@ def test_book_builds_every_page(built_book: Path) -> None:
 def test_chapters_show_their_plots(built_book: Path) -> None:
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         html = (built_book / "notebooks" / f"{nb.stem}.html").read_text()
-        assert re.search(r"<img[^>]+src=\"[^\"]+\.png\"", html), f"{nb.stem}: no plot in the HTML"
+        assert re.search(r"<img[^>]+src=\"[^\"]+\.(png|svg)\"", html), f"{nb.stem}: no plot in the HTML"
+
+
+def test_diagrams_are_numbered_svg_figures_with_alt_text(built_book: Path) -> None:
+    """Chapters 1 and 2 show their diagrams as SVG, in numbered figures, with alt text."""
+    expected = {"01_residual_block": ["fig-plain-vs-residual", "fig-shortcut-a-b",
+                                      "fig-original-vs-preact"],
+                "02_full_resnet": ["fig-layouts", "fig-stem-sizes"]}
+    for stem, names in expected.items():
+        html = (built_book / "notebooks" / f"{stem}.html").read_text()
+        for name in names:
+            m = re.search(rf'<figure[^>]*id="{name}".*?</figure>', html, re.S)
+            assert m, f"{stem}: no figure {name}"
+            img = re.search(r"<img[^>]*>", m.group(0)).group(0)
+            assert re.search(r'src="[^"]+\.svg"', img), f"{stem}/{name}: not an SVG: {img}"
+            alt = re.search(r'alt="([^"]*)"', img)
+            assert alt and len(alt.group(1)) > 20, f"{stem}/{name}: no alt text"
+            assert re.search(r"Fig\.\s*\d", m.group(0)), f"{stem}/{name}: not numbered"
+            assert f'href="#{name}"' in html, f"{stem}: the prose never refers to {name}"
+
+
+def test_intro_run_times_and_download(built_book: Path) -> None:
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("book_html", ROOT / "book" / "_ext" / "book_html.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)  # type: ignore[union-attr]
+    html = (built_book / "book" / "intro.html").read_text()
+    table = re.search(r'<table[^>]*chapter-runtimes.*?</table>', html, re.S)
+    assert table, "the intro has no run-time table"
+    for row in ext.chapter_runtimes(ROOT):
+        assert ext.format_duration(row["wall_time_s"]) in table.group(0), row
+    zip_path = built_book / ext.ZIP_NAME
+    assert zip_path.is_file() and f'href="../{ext.ZIP_NAME}"' in html
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "resnet-nb/notebooks/01_residual_block.ipynb" in names
 
 
 # ---------------------------------------------------------------- the browser check
@@ -124,18 +160,35 @@ _PROSE_TEXT = """() => {
 }"""
 
 
+# The window the book is read in: code must not scroll sideways at this width.
+VIEWPORT = {"width": 1300, "height": 900}
+
+# Code cells, outputs and tables in the article whose content is wider than their box.
+_SCROLLING = """() => {
+  const wide = [];
+  document.querySelectorAll("article div.cell, article div.cell *, article div.highlight pre").forEach(e => {
+    const overflow = getComputedStyle(e).overflowX;
+    if ((overflow === "auto" || overflow === "scroll") && e.scrollWidth > e.clientWidth + 1) {
+      const text = (e.innerText || "").split("\\n").find(l => l.length > 0) || "";
+      wide.push(`${e.tagName.toLowerCase()} ${e.scrollWidth}>${e.clientWidth}: ${text.slice(0, 60)}`);
+    }
+  });
+  return wide;
+}"""
+
+
 def _ids(html: str) -> set[str]:
     return set(re.findall(r"\bid=\"([^\"]+)\"", html))
 
 
 def test_every_page_in_a_browser(built_book: Path, served_book: str, browser: object) -> None:
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = browser.new_page(viewport=VIEWPORT)  # type: ignore[attr-defined]
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: console.append(f"page error: {e}"))
     page.on("response", lambda r: console.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
     links: set[str] = set()
-    counts = {"pages": 0, "images": 0, "math": 0, "links": 0}
+    counts = {"pages": 0, "images": 0, "svg": 0, "math": 0, "links": 0}
     for rel in _toc_pages():
         url = urljoin(served_book, rel)
         console.clear()
@@ -147,6 +200,19 @@ def test_every_page_in_a_browser(built_book: Path, served_book: str, browser: ob
             "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.src)"
         )
         assert not broken, f"{rel}: images that did not load: {broken}"
+        svgs = page.eval_on_selector_all(
+            "article .cell_output img[src$='.svg'], article figure img[src$='.svg']",
+            "els => els.map(e => [e.naturalWidth, e.naturalHeight, e.getBoundingClientRect().width])",
+        )
+        assert all(w > 0 and h > 0 for w, h, _ in svgs), f"{rel}: an SVG has no size: {svgs}"
+        # A figure shrunk by the column shrinks its text: keep them at >= 90% of natural size.
+        small = [s for s in svgs if s[2] < 0.9 * s[0]]
+        assert not small, f"{rel}: SVG figures shown below 90% of their size: {small}"
+        counts["svg"] += len(svgs)
+        scrolling = page.evaluate(_SCROLLING)
+        assert not scrolling, (
+            f"{rel}: code or output scrolls sideways at {VIEWPORT['width']} px: {scrolling}"
+        )
         counts["images"] += page.eval_on_selector_all("img", "els => els.length")
         math = page.eval_on_selector_all("div.math, span.math", "els => els.length")
         typeset = page.eval_on_selector_all("mjx-container", "els => els.length")
@@ -181,6 +247,9 @@ def test_every_page_in_a_browser(built_book: Path, served_book: str, browser: ob
 
 def test_launch_and_download_buttons(built_book: Path, served_book: str, browser: object) -> None:
     page = browser.new_page()  # type: ignore[attr-defined]
+    repo = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
+    org_repo = urlparse(repo["url"]).path.strip("/")
+    branch = repo["branch"]
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         page.goto(urljoin(served_book, f"notebooks/{nb.stem}.html"), wait_until="load")
         hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
@@ -188,6 +257,7 @@ def test_launch_and_download_buttons(built_book: Path, served_book: str, browser
         assert launch, f"{nb.stem}: no launch buttons"
         for h in launch:
             assert f"notebooks/{nb.stem}.ipynb" in h, f"{nb.stem}: launch button opens {h}"
+            assert f"{org_repo}" in h and f"/{branch}" in h, f"{nb.stem}: {h} misses {org_repo}@{branch}"
         downloads = [h for h in hrefs if "/_sources/" in h]
         for suffix in (".ipynb", ".py"):
             assert any(h.endswith(f"{nb.stem}{suffix}") for h in downloads), f"{nb.stem}: no {suffix} download"

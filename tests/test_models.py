@@ -433,3 +433,138 @@ def test_bad_input_size() -> None:
         count_flops(cifar_resnet(8), (1, 3, 0, 32))
     with pytest.raises(ValueError, match="input_size"):
         feature_map_shapes(cifar_resnet(8), (1, 3, 32.0, 32))
+
+
+# ---------------------------------------------------------------- MACs, pad layouts,
+# third-party CIFAR checkpoints
+
+
+def test_macs_are_half_the_flops() -> None:
+    model = cifar_resnet(8)
+    size = (1, 3, 32, 32)
+    assert 2 * models.count_macs(model, size) == count_flops(model, size)
+    assert models.macs_by_module(model, size) == {
+        k: v // 2 for k, v in flops_by_module(model, size).items()
+    }
+    assert round(models.count_macs(models.resnet18()) / 1e9, 1) == 1.8  # the paper's "FLOPs"
+
+
+def test_preact_resnet_projection_is_a_bare_conv() -> None:
+    """Identity Mappings: the projection acts on the pre-activated input, no BN after."""
+    model = ResNet(PreActBlock, [1, 1, 1, 1], num_classes=5, stem="cifar")
+    down = model.layer2[0].downsample
+    assert isinstance(down, nn.Sequential) and len(down) == 1
+    assert isinstance(down[0], nn.Conv2d) and down[0].kernel_size == (1, 1)
+    basic = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=5)
+    assert isinstance(basic.layer2[0].downsample[1], nn.BatchNorm2d)
+
+
+def test_pad_layouts() -> None:
+    x = torch.randn(2, 16, 8, 8)
+    after = ZeroPadShortcut(16, 32, 2)(x)
+    split = ZeroPadShortcut(16, 32, 2, pad="split")(x)
+    sub = x[:, :, ::2, ::2]
+    assert torch.equal(after[:, :16], sub) and not after[:, 16:].any()
+    assert torch.equal(split[:, 8:24], sub)
+    assert not split[:, :8].any() and not split[:, 24:].any()
+    # the formula popular PyTorch CIFAR ResNets use
+    reference = torch.nn.functional.pad(sub, (0, 0, 0, 0, 32 // 4, 32 // 4))
+    assert torch.equal(split, reference)
+
+
+def test_pad_is_validated_and_stored() -> None:
+    assert cifar_resnet(8).pad == "after"
+    assert cifar_resnet(8, pad="split").pad == "split"
+    assert cifar_resnet(8, pad="split").layer2[0].downsample.pad == "split"
+    from resnet_nb.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="pad"):
+        cifar_resnet(20, pad="middle")
+
+
+class _ThirdPartyBlock(nn.Module):
+    """A CIFAR block as popular PyTorch re-implementations write it."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Identity()
+        self.pad = planes // 4 if (stride != 1 or in_planes != planes) else 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.pad:
+            short = torch.nn.functional.pad(
+                x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad)
+            )
+        else:
+            short = self.shortcut(x)
+        return torch.relu(out + short)
+
+
+class _ThirdPartyResNet(nn.Module):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, inp = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(_ThirdPartyBlock(inp, planes, stride if i == 0 else 1))
+                inp = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = torch.nn.functional.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def _third_party_state_dict() -> tuple[_ThirdPartyResNet, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    theirs = _ThirdPartyResNet(1)
+    _randomise_bn_statistics(theirs, torch.Generator().manual_seed(1))
+    wrapped = nn.DataParallel(theirs)  # a checkpoint saved from DataParallel: "module."
+    return theirs.eval(), wrapped.state_dict()
+
+
+def test_third_party_checkpoint_loads_into_split_layout() -> None:
+    theirs, state = _third_party_state_dict()
+    assert any(k.startswith("module.linear.") for k in state)
+    x = torch.randn(4, 3, 32, 32)
+    split = models.load_cifar_state_dict(cifar_resnet(8, pad="split"), state, pad="split")
+    with torch.no_grad():
+        torch.testing.assert_close(split.eval()(x), theirs(x))
+
+
+def test_third_party_checkpoint_in_the_after_layout_differs() -> None:
+    theirs, state = _third_party_state_dict()
+    x = torch.randn(4, 3, 32, 32)
+    # Declaring the wrong layout is refused...
+    with pytest.raises(models.ArchitectureMismatchError, match="pad"):
+        models.load_cifar_state_dict(cifar_resnet(8), state, pad="split")
+    # ...and it matters: the same weights in the "after" layout are another network.
+    after = models.load_cifar_state_dict(cifar_resnet(8), state, pad="after")
+    with torch.no_grad():
+        assert not torch.allclose(after.eval()(x), theirs(x), atol=1e-3)
+
+
+def test_third_party_checkpoint_unmapped_keys_fail_loudly() -> None:
+    _, state = _third_party_state_dict()
+    state = dict(state)
+    state["module.head.weight"] = torch.zeros(3)
+    with pytest.raises(models.ArchitectureMismatchError, match="module.head.weight"):
+        models.load_cifar_state_dict(cifar_resnet(8, pad="split"), state, pad="split")
+    _, state = _third_party_state_dict()
+    with pytest.raises(models.ArchitectureMismatchError, match="lacks"):
+        models.load_cifar_state_dict(cifar_resnet(14, pad="split"), state, pad="split")
+    with pytest.raises(models.ArchitectureMismatchError):
+        models.load_cifar_state_dict(models.resnet18(), state, pad="split")  # type: ignore[arg-type]

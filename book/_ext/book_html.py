@@ -6,17 +6,191 @@
   sphinx-book-theme never sets, so every page logs "Got invalid theme mode: ." and
   resets to auto: set it to "auto" (follow the reader's system setting).
 
-And one addition: a chapter's download menu offers its jupytext ``.py`` twin next to
-the ``.ipynb``, copied into ``_sources`` with the build.
+And additions:
+
+- ``static/book.css``: printed output wraps at the text column instead of scrolling
+  sideways (code cells keep their lines to 79 characters instead);
+- a chapter's download menu offers its jupytext ``.py`` twin next to the ``.ipynb``,
+  copied into ``_sources`` with the build;
+- the ``chapter-runtimes`` directive: a table of each chapter's wall time and device,
+  read at build time from the provenance cell that ends each chapter's ``.ipynb`` (the
+  outputs the book renders), so the figures cannot drift from the chapters;
+- the ``notebooks-download`` directive and ``resnet-nb-notebooks.zip``: every chapter
+  (``.ipynb`` and ``.py``), the package, ``pyproject.toml`` and the README in one zip,
+  written into the HTML output at the end of the build.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
+from docutils.parsers.rst import Directive
 from sphinx.application import Sphinx
+
+ZIP_NAME = "resnet-nb-notebooks.zip"
+CHAPTER_GLOB = "notebooks/[0-9][0-9]_*.ipynb"
+
+
+# ------------------------------------------------------------------ chapter run times
+
+
+def _chapter_title(nb: dict[str, Any]) -> str:
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            source = "".join(cell.get("source", ""))
+            m = re.search(r"^# (.+)$", source, re.M)
+            if m:
+                return m.group(1).strip()
+    return "?"
+
+
+def recorded_provenance(path: Path) -> dict[str, str]:
+    """The ``key  value`` lines the last code cell of a chapter printed (its provenance).
+
+    ``resnet_nb.report.provenance`` prints one line per field (``wall_time_s  5.5``,
+    ``device  cpu: ...``); this reads them back from the committed outputs. Raises
+    ValueError when the chapter has no printed ``wall_time_s``.
+    """
+    nb = json.loads(Path(path).read_text())
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    text = ""
+    if code:
+        for out in code[-1].get("outputs", []):
+            if out.get("output_type") == "stream":
+                text += "".join(out.get("text", ""))
+    record = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\w+)\s{2,}(.*)$", line)
+        if m:
+            record[m.group(1)] = m.group(2).strip()
+    if "wall_time_s" not in record:
+        raise ValueError(f"{path}: its last cell printed no provenance (wall_time_s)")
+    return record
+
+
+def chapter_runtimes(srcdir: Path) -> list[dict[str, Any]]:
+    """One row per chapter: number, title, recorded wall time (s) and device."""
+    rows = []
+    for path in sorted(Path(srcdir).glob(CHAPTER_GLOB)):
+        record = recorded_provenance(path)
+        rows.append({
+            "chapter": int(path.name[:2]),
+            "file": path.name,
+            "title": _chapter_title(json.loads(path.read_text())),
+            "wall_time_s": float(record["wall_time_s"]),
+            "device": record.get("device", "?"),
+        })
+    return rows
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 25 s``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> nodes.table:
+    table = nodes.table(classes=["chapter-runtimes"])
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for _ in header:
+        group += nodes.colspec(colwidth=1)
+    head = nodes.thead()
+    group += head
+    body = nodes.tbody()
+    group += body
+    for target, cells in ((head, [header]), (body, rows)):
+        for cells_row in cells:
+            row = nodes.row()
+            for value in cells_row:
+                entry = nodes.entry()
+                entry += nodes.paragraph(text=value)
+                row += entry
+            target += row
+    return table
+
+
+class ChapterRuntimes(Directive):
+    """``{chapter-runtimes}``: the wall time of each chapter as this book was built."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.state.document.settings.env
+        srcdir = Path(env.srcdir)
+        rows = chapter_runtimes(srcdir)
+        for row in rows:
+            env.note_dependency(str(srcdir / "notebooks" / row["file"]))
+        body = [
+            [str(r["chapter"]), r["title"], format_duration(r["wall_time_s"]), r["device"]]
+            for r in rows
+        ]
+        total = sum(r["wall_time_s"] for r in rows)
+        body.append(["", "all chapters", format_duration(total), ""])
+        return [_table(["chapter", "title", "wall time", "device"], body)]
+
+
+# ------------------------------------------------------------------ the notebooks zip
+
+
+def zip_members(srcdir: Path) -> list[tuple[Path, str]]:
+    """(file, name in the zip) for every file of the notebooks download."""
+    root = Path(srcdir)
+    files = [root / "README.md", root / "pyproject.toml"]
+    files += sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb"))
+    files += sorted(root.glob("notebooks/[0-9][0-9]_*.py"))
+    files += sorted(p for p in (root / "resnet_nb").rglob("*.py") if "__pycache__" not in p.parts)
+    return [(f, f"resnet-nb/{f.relative_to(root).as_posix()}") for f in files if f.is_file()]
+
+
+def write_notebooks_zip(srcdir: Path, target: Path) -> Path:
+    """Write the zip of chapters, package and README to ``target``; return it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path, name in zip_members(srcdir):
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))  # reproducible
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    return target
+
+
+class NotebooksDownload(Directive):
+    """``{notebooks-download}``: a link to the zip written at the end of the build."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.state.document.settings.env
+        depth = env.docname.count("/")
+        href = "../" * depth + ZIP_NAME
+        count = len(list(Path(env.srcdir).glob(CHAPTER_GLOB)))
+        para = nodes.paragraph()
+        para += nodes.reference(
+            "", f"Download all {count} chapters ({ZIP_NAME})", refuri=href,
+            classes=["notebooks-download"],
+        )
+        para += nodes.Text(
+            ": each chapter as .ipynb and .py, the resnet_nb package, pyproject.toml "
+            "and the README. Unzip it, run "
+        )
+        para += nodes.literal(text="pip install -e resnet-nb")
+        para += nodes.Text(" and open a chapter from resnet-nb/notebooks.")
+        return [para]
+
+
+def _write_zip(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    write_notebooks_zip(Path(app.srcdir), Path(app.outdir) / ZIP_NAME)
 
 
 def _fix_page(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
@@ -66,7 +240,16 @@ def _copy_py_sources(app: Sphinx, exception: Exception | None) -> None:
             shutil.copyfile(py, target)
 
 
+def _add_static(app: Sphinx) -> None:
+    app.config.html_static_path.append(str(Path(__file__).parent / "static"))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("builder-inited", _add_static)
+    app.add_css_file("book.css")
     app.connect("html-page-context", _fix_page, priority=900)
     app.connect("build-finished", _copy_py_sources)
+    app.connect("build-finished", _write_zip)
+    app.add_directive("chapter-runtimes", ChapterRuntimes)
+    app.add_directive("notebooks-download", NotebooksDownload)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
