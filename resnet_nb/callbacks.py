@@ -17,7 +17,7 @@ import torch
 
 from resnet_nb.engine import Callback, Result, Run, precision_name
 from resnet_nb.errors import ParameterError
-from resnet_nb.report import device_name
+from resnet_nb.report import device_name, portable_text
 from resnet_nb.state import (
     HISTORY,
     METRICS,
@@ -117,12 +117,17 @@ def run_metrics(run: Run, result: Result) -> dict[str, Any]:
         "torchvision": _torchvision_version(),
         "python": platform.python_version(),
         "train_images": len(run.train),
-        "data_source": getattr(run.train, "source", None),
+        "data_source": _portable(getattr(run.train, "source", None)),
         "classes": list(run.state.classes),
         "architecture": {"class": type(run.model).__name__,
                          "signature": architecture_signature(run.model)},
-        "config": run.config.to_dict(),
+        "config": {**run.config.to_dict(), "out": _portable(run.config.out)},
     }
+
+
+def _portable(text: str | None) -> str | None:
+    """``text`` without the absolute paths of this machine (see portable_text)."""
+    return None if text is None else portable_text(str(text))
 
 
 def _torchvision_version() -> str | None:

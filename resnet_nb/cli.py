@@ -144,7 +144,10 @@ def _record_command(out: Path | None, args: list[str]) -> None:
     if out is None or not (Path(out) / METRICS).is_file():
         return
     metrics = json.loads((Path(out) / METRICS).read_text())
-    metrics["command"] = shlex.join(["python", "-m", "resnet_nb.train", *args])
+    from resnet_nb.report import portable_text
+
+    command = shlex.join(["python", "-m", "resnet_nb.train", *args])
+    metrics["command"] = portable_text(command)
     atomic_json(metrics, Path(out) / METRICS)
 
 

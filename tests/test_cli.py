@@ -90,8 +90,12 @@ def test_unknown_profile_is_named(capsys: pytest.CaptureFixture[str]) -> None:
 def test_finished_run_records_command_and_prints_result_without_progress(
     finished_run: Path,
 ) -> None:
+    from resnet_nb.report import portable_text
+
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    assert metrics["command"] == "python -m resnet_nb.train " + " ".join(_args(finished_run))
+    typed = "python -m resnet_nb.train " + " ".join(_args(finished_run))
+    assert metrics["command"] == portable_text(typed) != typed  # no machine path kept
+    assert str(finished_run) not in json.dumps(metrics)
     assert metrics["device_name"].startswith("cpu") and metrics["python"]
     assert metrics["config"]["train_limit"] == 128 and metrics["train_images"] == 128
 
