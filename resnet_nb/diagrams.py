@@ -27,6 +27,7 @@ from matplotlib.patches import FancyBboxPatch
 from torch import nn
 
 from resnet_nb.errors import ParameterError
+from resnet_nb.models import feature_map_shapes
 from resnet_nb.viz import MAX_WIDTH_IN, MIN_FONT_PT
 
 __all__ = [
@@ -286,76 +287,64 @@ def _block_word(block: nn.Module) -> str:
 def network_stages(model: nn.Module, input_size: Sequence[int]) -> list[Stage]:
     """Group ``model``'s top-level modules into input, stem, stages and head.
 
-    Output shapes come from forward hooks on a zero input of ``input_size``
-    (batch included); the model runs once in eval mode, without gradients, and
-    its training flag is restored. Top-level ``nn.Sequential`` children whose
-    name starts with ``layer`` are stages; the children before the first one
-    form the stem, those after it the head.
+    Output shapes come from :func:`resnet_nb.models.feature_map_shapes` (forward
+    hooks on a zero input of ``input_size``, batch included). Top-level
+    ``nn.Sequential`` children whose name starts with ``layer`` are stages;
+    the children before the first one form the stem, those after it the head.
     """
-    shapes: dict[str, tuple[int, ...]] = {}  # in the order the modules ran
-    handles = [
-        m.register_forward_hook(
-            lambda mod, inp, out, name=name: shapes.__setitem__(name, tuple(out.shape))
-        )
-        for name, m in model.named_children()
-    ]
-    was_training = model.training
-    model.eval()
-    try:
-        first = next(model.parameters(), None)
-        x = torch.zeros(tuple(input_size), dtype=first.dtype if first is not None else None)
-        with torch.no_grad():
-            model(x)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    shapes = dict(feature_map_shapes(model, input_size))  # in the order they ran
     modules = dict(model.named_children())
-    children = [(n, modules[n]) for n in shapes]  # execution order, not registration
+    children = [(n, modules[n]) for n in shapes]
     is_stage = [n.startswith("layer") and isinstance(m, nn.Sequential) for n, m in children]
     if not any(is_stage):
         raise ParameterError(
             f"{type(model).__name__} has no top-level stages named layer1, layer2, ...: "
             "network_stages reads ResNet-style models"
         )
-    first_stage = is_stage.index(True)
-    last_stage = len(is_stage) - 1 - is_stage[::-1].index(True)
+    first = is_stage.index(True)
+    last = len(is_stage) - 1 - is_stage[::-1].index(True)
     _, c, hgt, wid = (1, *input_size[-3:]) if len(input_size) == 4 else (1, 1, 1, 1)
     stages = [Stage("input", ("input", f"{c} ch", f"{hgt}x{wid}"), c, (hgt, wid))]
-
-    def shape_of(name: str) -> tuple[int, tuple[int, int]]:
-        s = shapes[name]
-        return (s[1], (s[2], s[3])) if len(s) == 4 else (s[1], (1, 1))
-
-    stem = children[:first_stage]
-    if stem:
-        short = []
-        for _, m in stem:
-            label, kind = _describe(m)
-            if isinstance(m, nn.MaxPool2d):
-                short.append(f"max pool /{m.stride}")
-            elif kind in ("conv", "pool"):
-                # "7x7 conv, 64, /2" -> "7x7 conv /2": the channels get their own line
-                parts = [p.strip() for p in label.split(",")]
-                short.append(" ".join(p for p in parts if not p.isdigit()))
-        ch, side = shape_of(stem[-1][0])
-        stages.append(Stage("stem", ("stem", *short, f"{ch} ch", f"{side[0]}x{side[1]}"), ch, side))
-    for name, m in children[first_stage: last_stage + 1]:
-        if not isinstance(m, nn.Sequential):
-            continue
-        ch, side = shape_of(name)
-        words = {_block_word(b) for b in m}
-        word = words.pop() if len(words) == 1 else "mixed"
-        stages.append(
-            Stage(name, (name, f"{len(m)} x {word}", f"{ch} ch", f"{side[0]}x{side[1]}"), ch, side)
-        )
-    head = [(n, m) for n, m in children[last_stage + 1:]]
-    fc = [m for _, m in head if isinstance(m, nn.Linear)]
-    if head:
-        ch, side = shape_of(head[-1][0])
-        lines = ["head", "avg pool"] + [f"fc, {m.out_features}" for m in fc]
-        stages.append(Stage("head", tuple(lines), ch, side))
+    if first:
+        stages.append(_stem_stage(children[:first], shapes))
+    stages += [_body_stage(name, m, shapes) for name, m in children[first : last + 1]
+               if isinstance(m, nn.Sequential)]
+    if children[last + 1 :]:
+        stages.append(_head_stage(children[last + 1 :], shapes))
     return stages
+
+
+def _channels_and_side(shape: tuple[int, ...]) -> tuple[int, tuple[int, int]]:
+    return (shape[1], (shape[2], shape[3])) if len(shape) == 4 else (shape[1], (1, 1))
+
+
+def _stem_stage(stem: list[tuple[str, nn.Module]], shapes: dict[str, tuple[int, ...]]) -> Stage:
+    short = []
+    for _, m in stem:
+        label, kind = _describe(m)
+        if isinstance(m, nn.MaxPool2d):
+            short.append(f"max pool /{m.stride}")
+        elif kind in ("conv", "pool"):
+            # "7x7 conv, 64, /2" -> "7x7 conv /2": the channels get their own line
+            parts = [p.strip() for p in label.split(",")]
+            short.append(" ".join(p for p in parts if not p.isdigit()))
+    ch, side = _channels_and_side(shapes[stem[-1][0]])
+    return Stage("stem", ("stem", *short, f"{ch} ch", f"{side[0]}x{side[1]}"), ch, side)
+
+
+def _body_stage(name: str, stage: nn.Sequential, shapes: dict[str, tuple[int, ...]]) -> Stage:
+    ch, side = _channels_and_side(shapes[name])
+    words = {_block_word(b) for b in stage}
+    word = words.pop() if len(words) == 1 else "mixed"
+    lines = (name, f"{len(stage)} x {word}", f"{ch} ch", f"{side[0]}x{side[1]}")
+    return Stage(name, lines, ch, side)
+
+
+def _head_stage(head: list[tuple[str, nn.Module]], shapes: dict[str, tuple[int, ...]]) -> Stage:
+    ch, side = _channels_and_side(shapes[head[-1][0]])
+    fc = [m for _, m in head if isinstance(m, nn.Linear)]
+    lines = ["head", "avg pool"] + [f"fc, {m.out_features}" for m in fc]
+    return Stage("head", tuple(lines), ch, side)
 
 
 def draw_layout(

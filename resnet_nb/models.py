@@ -417,77 +417,46 @@ class ResNet(nn.Module):
         return x
 
 
-def _resnet(
-    block: Block,
-    layers: list[int],
-    num_classes: int,
-    stem: str,
-    zero_init_residual: bool,
-    in_channels: int,
-) -> ResNet:
-    return ResNet(
-        block,
-        layers,
-        num_classes=num_classes,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        in_channels=in_channels,
-    )
+def _builder(
+    name: str, block: type[nn.Module], layers: list[int], doc: str
+) -> Callable[..., ResNet]:
+    """A torchvision-style keyword-only builder of one ResNet depth."""
+
+    def build(
+        *,
+        num_classes: int = 1000,
+        stem: str = "imagenet",
+        zero_init_residual: bool = False,
+        in_channels: int = 3,
+    ) -> ResNet:
+        return ResNet(block, layers, num_classes=num_classes, stem=stem,
+                      zero_init_residual=zero_init_residual, in_channels=in_channels)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = doc
+    return build
 
 
-def resnet18(
-    *,
-    num_classes: int = 1000,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    in_channels: int = 3,
-) -> ResNet:
-    """ResNet-18: basic blocks, [2, 2, 2, 2] per stage (11.7M parameters at 1000 classes)."""
-    return _resnet(BasicBlock, [2, 2, 2, 2], num_classes, stem, zero_init_residual, in_channels)
-
-
-def resnet34(
-    *,
-    num_classes: int = 1000,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    in_channels: int = 3,
-) -> ResNet:
-    """ResNet-34: basic blocks, [3, 4, 6, 3] per stage."""
-    return _resnet(BasicBlock, [3, 4, 6, 3], num_classes, stem, zero_init_residual, in_channels)
-
-
-def resnet50(
-    *,
-    num_classes: int = 1000,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    in_channels: int = 3,
-) -> ResNet:
-    """ResNet-50: bottleneck blocks, [3, 4, 6, 3] per stage (25.6M parameters at 1000 classes)."""
-    return _resnet(Bottleneck, [3, 4, 6, 3], num_classes, stem, zero_init_residual, in_channels)
-
-
-def resnet101(
-    *,
-    num_classes: int = 1000,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    in_channels: int = 3,
-) -> ResNet:
-    """ResNet-101: bottleneck blocks, [3, 4, 23, 3] per stage."""
-    return _resnet(Bottleneck, [3, 4, 23, 3], num_classes, stem, zero_init_residual, in_channels)
-
-
-def resnet152(
-    *,
-    num_classes: int = 1000,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    in_channels: int = 3,
-) -> ResNet:
-    """ResNet-152: bottleneck blocks, [3, 8, 36, 3] per stage."""
-    return _resnet(Bottleneck, [3, 8, 36, 3], num_classes, stem, zero_init_residual, in_channels)
+resnet18 = _builder(
+    "resnet18", BasicBlock, [2, 2, 2, 2],
+    "ResNet-18: basic blocks, [2, 2, 2, 2] per stage (11.7M parameters at 1000 classes).",
+)
+resnet34 = _builder(
+    "resnet34", BasicBlock, [3, 4, 6, 3], "ResNet-34: basic blocks, [3, 4, 6, 3] per stage."
+)
+resnet50 = _builder(
+    "resnet50", Bottleneck, [3, 4, 6, 3],
+    "ResNet-50: bottleneck blocks, [3, 4, 6, 3] per stage (25.6M parameters at 1000 "
+    "classes).",
+)
+resnet101 = _builder(
+    "resnet101", Bottleneck, [3, 4, 23, 3],
+    "ResNet-101: bottleneck blocks, [3, 4, 23, 3] per stage.",
+)
+resnet152 = _builder(
+    "resnet152", Bottleneck, [3, 8, 36, 3],
+    "ResNet-152: bottleneck blocks, [3, 8, 36, 3] per stage.",
+)
 
 
 # --------------------------------------------------------------------------------------
