@@ -18,9 +18,16 @@ Fashion-MNIST
 
 The JPEG copy is decoded once and the pixels are cached under :func:`cache_dir`
 (never in the data root, which may be read-only). The cache key holds the source's
-path, size and modification time, so a changed source is decoded again. The
-original pickles and the IDX files are read as fast as a cache would be, so they
-are not cached.
+path, size and modification time, so a changed source is decoded again. A cache
+folder that is full or read-only costs a decode, never a crash: one warning, and
+the decoded pixels are used as they are. The original pickles and the IDX files
+are read as fast as a cache would be, so they are not cached.
+
+Image files (image folders here, single files in :mod:`resnet_nb.inference`) all
+go through :func:`image_to_uint8`: RGB, 16-bit and float pixels scaled to 8 bits
+by their range, optional resize of the shorter side and centre crop. Messages and
+``source`` strings show paths relative to the data root or the cache folder, so a
+chapter's output never shows the folders of the machine that ran it.
 """
 
 from __future__ import annotations
@@ -350,10 +357,11 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
         if folder not in _CACHE_WRITE_WARNED:
             _CACHE_WRITE_WARNED.add(folder)
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            why = why.replace(str(path.parent), "<cache>")
+            # torch's writer puts the telling part ("file write failed") on the last line.
+            lines = [line for line in why.replace(str(path.parent), "<cache>").splitlines() if line]
             warnings.warn(
                 f"could not write the cache file {_cache_name(path)} ({type(exc).__name__}: "
-                f"{why.splitlines()[0] if why else 'no detail'}); the data is decoded "
+                f"{lines[-1] if lines else 'no detail'}); the data is decoded "
                 "anyway and will be decoded again next time (free some space or set "
                 "RESNET_NB_CACHE to a writable folder)",
                 stacklevel=3,
