@@ -198,9 +198,10 @@ def run_chapter(
             cwd=str(notebook.parent),
             kernel_name="python3",
             progress_bar=False,
-            # The kernel's own log lines (e.g. ipykernel's note on TCP transport) would
-            # land on this command's stderr; errors still get through.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel's own log lines (ipykernel's note on TCP transport, its
+            # "KeyboardInterrupt caught in kernel" when shut down while busy) would land
+            # on this command's stderr; the chapter's errors come back through papermill.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as exc:
         family = getattr(errors, exc.ename, None)
