@@ -53,6 +53,8 @@ lock:                ## re-resolve requirements.txt from requirements.in
 # The oldest supported torch/torchvision (pyproject.toml's minimum) in .venv-oldest, every
 # other test dependency at its pin in requirements.txt; runs the unit tests only (no
 # notebooks, no book). PyPI's Linux wheels pull the CUDA libraries: a few GB, once.
+# Measured: 2.5.1/0.20.1 passes every unit test; 2.4.1/0.19.1 does not (the two-process
+# torchrun test hangs past its 180 s limit), so pyproject.toml says torch>=2.5.
 OLDEST_TORCH       ?= 2.5.1
 OLDEST_TORCHVISION ?= 0.20.1
 OLDEST_VENV        := .venv-oldest
