@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 RESNET_NB_DATA ?= $(CURDIR)/data
 export RESNET_NB_DATA
 
-.PHONY: book test venv notebooks sync lock browser clean
+.PHONY: book test venv notebooks sync lock browser clean oldest
 
 venv: $(STAMP)
 
@@ -49,6 +49,30 @@ lock:                ## re-resolve requirements.txt from requirements.in
 	{ echo "# Exact pins for the README commands and CI, resolved from requirements.in"; \
 	  echo "# (regenerate with: make lock). Python 3.11, x86_64."; \
 	  /tmp/resnet-nb-lock/bin/pip freeze --all | grep -vE '^(pip|setuptools|wheel)=='; } > requirements.txt
+
+# The oldest supported torch/torchvision (pyproject.toml's minimum) in .venv-oldest, every
+# other test dependency at its pin in requirements.txt; runs the unit tests only (no
+# notebooks, no book). PyPI's Linux wheels pull the CUDA libraries: a few GB, once.
+# Measured: 2.5.1/0.20.1 passes every unit test; 2.4.1/0.19.1 does not (the two-process
+# torchrun test hangs past its 180 s limit), so pyproject.toml says torch>=2.5.
+OLDEST_TORCH       ?= 2.5.1
+OLDEST_TORCHVISION ?= 0.20.1
+OLDEST_VENV        := .venv-oldest
+OLDEST_STAMP       := $(OLDEST_VENV)/.installed-torch-$(OLDEST_TORCH)
+OLDEST_DEPS        := pytest pytest-timeout numpy pillow matplotlib pyyaml tqdm onnx onnxruntime \
+                      onnxscript jupytext nbformat papermill ipykernel
+
+$(OLDEST_STAMP): requirements.txt
+	rm -rf $(OLDEST_VENV) && $(PYTHON) -m venv $(OLDEST_VENV)
+	grep -iE '^($(shell echo $(OLDEST_DEPS) | tr ' ' '|'))==' requirements.txt > $(OLDEST_VENV)/constraints.txt
+	$(OLDEST_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(OLDEST_VENV)/constraints.txt \
+	  torch==$(OLDEST_TORCH) torchvision==$(OLDEST_TORCHVISION) $(OLDEST_DEPS)
+	@touch $@
+
+oldest: $(OLDEST_STAMP)  ## unit tests on the oldest supported torch (not the notebooks or the book)
+	$(OLDEST_VENV)/bin/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	PYTHONPATH=$(CURDIR) $(OLDEST_VENV)/bin/python -m pytest tests -m "not book" -p no:nbval \
+	  -p no:cacheprovider -o addopts="-ra --strict-markers" --ignore=tests/test_book.py
 
 clean:
 	rm -rf _build

@@ -18,9 +18,16 @@ Fashion-MNIST
 
 The JPEG copy is decoded once and the pixels are cached under :func:`cache_dir`
 (never in the data root, which may be read-only). The cache key holds the source's
-path, size and modification time, so a changed source is decoded again. The
-original pickles and the IDX files are read as fast as a cache would be, so they
-are not cached.
+path, size and modification time, so a changed source is decoded again. A cache
+folder that is full or read-only costs a decode, never a crash: one warning, and
+the decoded pixels are used as they are. The original pickles and the IDX files
+are read as fast as a cache would be, so they are not cached.
+
+Image files (image folders here, single files in :mod:`resnet_nb.inference`) all
+go through :func:`image_to_uint8`: RGB, 16-bit and float pixels scaled to 8 bits
+by their range, optional resize of the shorter side and centre crop. Messages and
+``source`` strings show paths relative to the data root or the cache folder, so a
+chapter's output never shows the folders of the machine that ran it.
 """
 
 from __future__ import annotations
@@ -61,7 +68,9 @@ __all__ = [
     "data_root",
     "load_cifar10",
     "load_fashion_mnist",
+    "image_to_uint8",
     "load_image_folder",
+    "read_image",
     "train_val_split",
 ]
 
@@ -261,6 +270,19 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "resnet_nb"
 
 
+def _shown(path: PathLike, base: Path) -> str:
+    """``path`` relative to ``base`` (POSIX form), or just its name if it lies elsewhere.
+
+    Messages and ``source`` strings show paths this way, so the book never prints
+    the folders of the machine that built it.
+    """
+    p = Path(path)
+    try:
+        return p.absolute().relative_to(base.absolute()).as_posix() or "."
+    except ValueError:
+        return p.name or str(p)
+
+
 def _is_junk(name: str) -> bool:
     return name.startswith(".") or name in _JUNK_NAMES
 
@@ -273,6 +295,11 @@ def _cache_path(kind: str, key: dict[str, Any]) -> Path:
     return cache_dir() / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}.pt"
 
 
+def _cache_name(path: Path) -> str:
+    """``path`` as shown to a reader: relative to the cache folder (no machine paths)."""
+    return _shown(path, cache_dir())
+
+
 def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The cached (images, labels) at ``path``, or None if absent or unusable."""
     if not path.is_file():
@@ -282,7 +309,9 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
         saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
         warnings.warn(
-            f"ignoring unreadable cache file {path} ({exc}); decoding again", stacklevel=3
+            f"ignoring unreadable cache file {_cache_name(path)} ({type(exc).__name__}); "
+            "decoding again",
+            stacklevel=3,
         )
         return None
     ok = (
@@ -296,14 +325,25 @@ def _read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     )
     if not ok:
         warnings.warn(
-            f"ignoring cache file {path} with unexpected contents; decoding again", stacklevel=3
+            f"ignoring cache file {_cache_name(path)} with unexpected contents; decoding again",
+            stacklevel=3,
         )
         return None
     return saved["images"].clone(), saved["labels"].clone()
 
 
+# Cache folders whose write failure was already reported: one warning per folder and
+# process, not one per dataset split.
+_CACHE_WRITE_WARNED: set[str] = set()
+
+
 def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
-    """Write the cache atomically; a failure only costs a decode next time."""
+    """Write the cache atomically; a failure only costs a decode next time, never a crash.
+
+    A full disk shows up as ``OSError`` (ENOSPC) from the file system or as the
+    ``RuntimeError`` torch.save raises when its writer fails; either way the
+    partial temp file is removed and one warning per cache folder is given.
+    """
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,15 +352,26 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
             torch.save({"format": _CACHE_FORMAT, "images": images, "labels": labels}, f)
         os.replace(tmp, path)
         tmp = None
-    except OSError as exc:
-        warnings.warn(
-            f"could not write the cache file {path} ({exc}); the data will be decoded again "
-            "next time (set RESNET_NB_CACHE to a writable folder)",
-            stacklevel=3,
-        )
+    except (OSError, RuntimeError) as exc:
+        folder = str(path.parent)
+        if folder not in _CACHE_WRITE_WARNED:
+            _CACHE_WRITE_WARNED.add(folder)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            # torch's writer puts the telling part ("file write failed") on the last line.
+            lines = [line for line in why.replace(str(path.parent), "<cache>").splitlines() if line]
+            warnings.warn(
+                f"could not write the cache file {_cache_name(path)} ({type(exc).__name__}: "
+                f"{lines[-1] if lines else 'no detail'}); the data is decoded "
+                "anyway and will be decoded again next time (free some space or set "
+                "RESNET_NB_CACHE to a writable folder)",
+                stacklevel=3,
+            )
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def _cached(
@@ -370,12 +421,85 @@ def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+# Pillow modes that hold more than 8 bits per pixel: one channel each.
+_WIDE_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit, 32-bit integer or float pixel array to uint8 by its range.
+
+    * uint8 and bool: kept (bool becomes 0/255);
+    * uint16 (16-bit PNG/TIFF): divided by 257, so 65535 becomes 255;
+    * other integers (Pillow's mode "I", which 16-bit files also open as): read as
+      16-bit when every value lies in 0..65535, else stretched from min..max;
+    * floats (mode "F", float arrays): times 255 when every value lies in [0, 1],
+      else stretched from min..max (a constant image becomes black).
+
+    Nothing is clipped to white or black, as a plain ``convert("RGB")`` would do.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype.kind not in "uif":
+        raise TypeError(f"pixels of dtype {array.dtype} are not an image")
+    x = array.astype(np.float64)
+    if x.size and not np.isfinite(x).all():
+        raise ValueError("the image holds NaN or infinite pixel values")
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:
+        x = x / 257
+    elif array.dtype.kind in "iu" and low >= 0 and high <= 65535:
+        x = x / 257
+    elif array.dtype.kind == "f" and low >= 0 and high <= 1:
+        x = x * 255
+    elif high > low:
+        x = (x - low) * (255 / (high - low))
+    else:
+        x = np.zeros_like(x)
+    return np.rint(x).clip(0, 255).astype(np.uint8)
+
+
+def image_to_uint8(image: Image.Image | np.ndarray, *, size: int | None = None) -> torch.Tensor:
+    """One image as RGB uint8 pixels ``[3, H, W]``: the preprocessing of every image file.
+
+    :func:`load_image_folder` (training) and :func:`resnet_nb.inference.predict`
+    both go through here, so a file is seen the same way at training and at
+    prediction time. ``image`` is a PIL image or a numpy array ``[H, W]`` or
+    ``[H, W, C]`` (C = 1, 3 or 4; alpha is dropped). 16-bit and float pixels are
+    scaled to 8 bits by their range (see :func:`_array_to_uint8`); palette,
+    grayscale and CMYK images are converted to RGB. With ``size``, the shorter side
+    is scaled to ``size`` (bilinear) and the centred ``size`` x ``size`` square kept.
+    """
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[2] in (1, 3, 4):
+            array = array[:, :, :3] if array.shape[2] != 1 else array[:, :, 0]
+        elif array.ndim != 2:
+            raise ValueError(
+                f"a numpy image must be [H, W] or [H, W, C] with C = 1, 3 or 4, "
+                f"got shape {array.shape}"
+            )
+        array = _array_to_uint8(array)
+        rgb = Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+    elif isinstance(image, Image.Image):
+        if image.mode in _WIDE_MODES:
+            rgb = Image.fromarray(_array_to_uint8(np.asarray(image))).convert("RGB")
+        else:
+            rgb = image.convert("RGB")
+    else:
+        raise TypeError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    if size is not None:
+        rgb = _resize_center_crop(rgb, size)
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
+
+
 def _decode_image(blob: bytes, *, size: int | None = None) -> torch.Tensor:
     """Decode one encoded image to an RGB uint8 tensor ``[3, H, W]``.
 
     JPEGs go through torchvision's decoder when no resize is asked for (same
     pixels as Pillow, faster); anything it rejects, and every other format, goes
-    through Pillow, whose errors say what is wrong with the file.
+    through Pillow and :func:`image_to_uint8`, whose errors say what is wrong.
     """
     if size is None and blob[:3] == b"\xff\xd8\xff":
         decode = _jpeg_decoder()
@@ -385,10 +509,50 @@ def _decode_image(blob: bytes, *, size: int | None = None) -> torch.Tensor:
             except RuntimeError:
                 pass
     with Image.open(io.BytesIO(blob)) as img:
-        rgb = img.convert("RGB")
+        img.load()
+        return image_to_uint8(img, size=size)
+
+
+def read_image(path: PathLike, *, size: int | None = None) -> torch.Tensor:
+    """Decode one image file to RGB uint8 ``[3, H, W]`` exactly as :func:`load_image_folder` does.
+
+    Raises DataNotFoundError for a missing file, ParameterError for a folder and
+    DataCorruptError for a file that is not a readable image (also for a
+    decompression bomb: an image larger than ``PIL.Image.MAX_IMAGE_PIXELS``).
+    Messages name the file as given.
+    """
     if size is not None:
-        rgb = _resize_center_crop(rgb, size)
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
+        check_positive_int("size", size)
+    file = Path(path)
+    if file.is_dir():
+        raise ParameterError(
+            f"{file} is a folder, not an image file: pass image files, "
+            "or load a folder of class subfolders with resnet_nb.data.load_image_folder"
+        )
+    if not file.is_file():
+        raise DataNotFoundError(f"image file {file} does not exist: check the path")
+    try:
+        blob = file.read_bytes()
+    except OSError as exc:
+        raise DataCorruptError(
+            f"{file} cannot be read ({type(exc).__name__}: {exc.strerror}): check its permissions"
+        ) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=_TORCHVISION_CODEC_DEPRECATION, category=DeprecationWarning
+            )
+            return _decode_image(blob, size=size)
+    except Image.DecompressionBombError as exc:
+        raise DataCorruptError(
+            f"{file} is refused as a possible decompression bomb ({exc}); if you trust "
+            "the file, raise PIL.Image.MAX_IMAGE_PIXELS"
+        ) from None
+    except _DECODE_ERRORS as exc:
+        raise DataCorruptError(
+            f"{file} is not a readable image ({type(exc).__name__}: {exc}): "
+            "remove or replace it"
+        ) from None
 
 
 def _decode_all(
@@ -512,13 +676,14 @@ def _check_count(where: str, split: str, found: int, expected: int, fix: str) ->
         )
 
 
-def _cifar10_from_batches(folder: Path, split: str) -> ImageData:
-    fix = f"delete {folder} and download it again (or remove it to use the next source)"
+def _cifar10_from_batches(folder: Path, split: str, base: Path) -> ImageData:
+    shown = _shown(folder, base)
+    fix = f"delete {shown} in the data root and download it again (or remove it to use the next source)"
     images, labels = [], []
     for name in _CIFAR10_BATCHES[split]:
         file = folder / name
         if not file.is_file():
-            raise DataCorruptError(f"{folder} lacks {name}: {fix}")
+            raise DataCorruptError(f"{shown} lacks {name}: {fix}")
         try:
             with open(file, "rb") as f:
                 batch = _ArrayUnpickler(f, encoding="bytes").load()
@@ -533,7 +698,7 @@ def _cifar10_from_batches(folder: Path, split: str) -> ImageData:
             IndexError,
         ) as exc:
             raise DataCorruptError(
-                f"{file} is not a readable CIFAR-10 batch ({exc}): {fix}"
+                f"{shown}/{name} is not a readable CIFAR-10 batch ({exc}): {fix}"
             ) from exc
         if not (
             isinstance(data, np.ndarray)
@@ -543,16 +708,17 @@ def _cifar10_from_batches(folder: Path, split: str) -> ImageData:
             and len(batch_labels) == len(data)
         ):
             raise DataCorruptError(
-                f"{file} does not hold uint8 rows of 3x32x32 pixels with one label each: {fix}"
+                f"{shown}/{name} does not hold uint8 rows of 3x32x32 pixels with one label each: "
+                f"{fix}"
             )
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
         labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
     images_t, labels_t = torch.cat(images), torch.cat(labels)
-    _check_count(str(folder), split, len(images_t), _CIFAR10_SIZES[split], fix)
+    _check_count(shown, split, len(images_t), _CIFAR10_SIZES[split], fix)
     if int(labels_t.min()) < 0 or int(labels_t.max()) > 9:
-        raise DataCorruptError(f"{folder}: labels outside 0..9: {fix}")
+        raise DataCorruptError(f"{shown}: labels outside 0..9: {fix}")
     return ImageData(
-        images_t, labels_t, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, original: {folder}"
+        images_t, labels_t, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, original: {shown}"
     )
 
 
@@ -603,15 +769,17 @@ def _decode_cifar10(
     )
 
 
-def _cifar10_from_zip(path: Path, split: str) -> ImageData:
-    fix = f"delete {path} and fetch a fresh copy."
+def _cifar10_from_zip(path: Path, split: str, base: Path) -> ImageData:
+    shown = _shown(path, base)
+    fix = f"delete {shown} in the data root and fetch a fresh copy."
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
         try:
             archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DataCorruptError(
-                f"{path} is not a readable zip file ({exc}); it is damaged or truncated: {fix}"
+                f"{shown} is not a readable zip file ({type(exc).__name__}); it is damaged or "
+                f"truncated: {fix}"
             ) from exc
         with archive:
             by_class: dict[str, list[str]] = {}
@@ -621,9 +789,9 @@ def _cifar10_from_zip(path: Path, split: str) -> ImageData:
                     continue
                 if parts[-3] == split:
                     by_class.setdefault(parts[-2], []).append(member)
-            names, labels = _cifar10_members(by_class, split, str(path), fix)
+            names, labels = _cifar10_members(by_class, split, shown, fix)
             images = _decode_cifar10(
-                names, archive.read, lambda name: f"{path}: member {name}", fix
+                names, archive.read, lambda name: f"{shown}: member {name}", fix
             )
         return images, labels
 
@@ -635,24 +803,32 @@ def _cifar10_from_zip(path: Path, split: str) -> ImageData:
         "split": split,
     }
     images, labels = _cached("cifar10-jpeg-zip", key, build)
-    return ImageData(images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {path}")
+    return ImageData(
+        images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {shown}"
+    )
 
 
-def _cifar10_from_folder(folder: Path, split: str) -> ImageData:
-    fix = f"replace {folder} with a complete copy."
+def _cifar10_from_folder(folder: Path, split: str, base: Path) -> ImageData:
+    shown = _shown(folder, base)
+    fix = f"replace {shown} in the data root with a complete copy."
     top = folder / split
-    by_class = _scan_class_tree(top) if top.is_dir() else {}
+    by_class = _scan_class_tree(top, base) if top.is_dir() else {}
     names, labels = _cifar10_members(
-        {c: [str(p) for p in files] for c, files in by_class.items()}, split, str(folder), fix
+        {c: [str(p) for p in files] for c, files in by_class.items()}, split, shown, fix
     )
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
-        return _decode_cifar10(names, lambda name: Path(name).read_bytes(), str, fix), labels
+        return (
+            _decode_cifar10(
+                names, lambda name: Path(name).read_bytes(), lambda n: _shown(n, base), fix
+            ),
+            labels,
+        )
 
     key = {"path": str(top.resolve()), "files": _fingerprint(names), "split": split}
     images, labels = _cached("cifar10-jpeg-folder", key, build)
     return ImageData(
-        images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {folder}"
+        images, labels, list(CIFAR10_CLASSES), f"CIFAR-10 {split}, JPEG copy: {shown}"
     )
 
 
@@ -680,15 +856,15 @@ def load_cifar10(
         base / "cifar10-jpeg",
     )
     if batches.is_dir():
-        return _cifar10_from_batches(batches, split)
+        return _cifar10_from_batches(batches, split, base)
     if archive.is_file():
-        return _cifar10_from_zip(archive, split)
+        return _cifar10_from_zip(archive, split, base)
     if folder.is_dir():
-        return _cifar10_from_folder(folder, split)
+        return _cifar10_from_folder(folder, split, base)
     if download:
         failure = _try_download("cifar10", base)
         if failure is None and batches.is_dir():
-            return _cifar10_from_batches(batches, split)
+            return _cifar10_from_batches(batches, split, base)
         note = failure or f"torchvision's download finished but {batches} is still missing."
     else:
         note = "download=False, so no download was tried."
@@ -703,13 +879,14 @@ def load_cifar10(
 # --------------------------------------------------------------------------- Fashion-MNIST
 
 
-def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+def _read_idx(path: Path, ndim: int, base: Path) -> torch.Tensor:
     """Read an IDX file of unsigned bytes with ``ndim`` dimensions."""
     data = path.read_bytes()
-    fix = f"delete {path} and download it again."
+    shown = _shown(path, base)
+    fix = f"delete {shown} in the data root and download it again."
     if len(data) < 4 + 4 * ndim or data[:2] != b"\0\0" or data[2] != 0x08 or data[3] != ndim:
         raise DataCorruptError(
-            f"{path} is not an IDX file of unsigned bytes with {ndim} dimension(s) "
+            f"{shown} is not an IDX file of unsigned bytes with {ndim} dimension(s) "
             f"(header {data[:4].hex() or 'empty'}): {fix}"
         )
     dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
@@ -717,7 +894,7 @@ def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     expected = int(np.prod(dims))
     if len(data) - offset != expected:
         raise DataCorruptError(
-            f"{path}: the header promises {'x'.join(map(str, dims))} = {expected:,} bytes but "
+            f"{shown}: the header promises {'x'.join(map(str, dims))} = {expected:,} bytes but "
             f"the file holds {len(data) - offset:,}; it is truncated or damaged: {fix}"
         )
     return torch.frombuffer(bytearray(data[offset:]), dtype=torch.uint8).reshape(dims)
@@ -749,30 +926,36 @@ def load_fashion_mnist(
             raise _not_found(
                 "Fashion-MNIST", base, origin, tried, note, "load_fashion_mnist(...)"
             ) from None
-    images, labels = _read_idx(files[0], 3), _read_idx(files[1], 1)
-    fix = f"delete {raw} and download it again."
+    images, labels = _read_idx(files[0], 3, base), _read_idx(files[1], 1, base)
+    shown = _shown(raw, base)
+    fix = f"delete {shown} in the data root and download it again."
     if tuple(images.shape[1:]) != (28, 28):
         raise DataCorruptError(
-            f"{files[0]} holds {'x'.join(map(str, images.shape[1:]))} images, expected 28x28: {fix}"
+            f"{_shown(files[0], base)} holds {'x'.join(map(str, images.shape[1:]))} images, "
+            f"expected 28x28: {fix}"
         )
     if len(labels) != len(images):
-        raise DataCorruptError(f"{raw}: {len(images):,} images but {len(labels):,} labels: {fix}")
-    _check_count(str(raw), split, len(images), _FASHION_MNIST_SIZES[split], fix)
+        raise DataCorruptError(
+            f"{shown}: {len(images):,} images but {len(labels):,} labels: {fix}"
+        )
+    _check_count(shown, split, len(images), _FASHION_MNIST_SIZES[split], fix)
     if int(labels.max()) >= len(FASHION_MNIST_CLASSES):
-        raise DataCorruptError(f"{files[1]} holds labels above 9: {fix}")
+        raise DataCorruptError(f"{_shown(files[1], base)} holds labels above 9: {fix}")
     return ImageData(
         images.unsqueeze(1),
         labels.long(),
         list(FASHION_MNIST_CLASSES),
-        f"Fashion-MNIST {split}: {raw}",
+        f"Fashion-MNIST {split}: {shown}",
     )
 
 
 # --------------------------------------------------------------------------- image folders
 
 
-def _scan_class_tree(top: Path) -> dict[str, list[Path]]:
+def _scan_class_tree(top: Path, base: Path) -> dict[str, list[Path]]:
     """Class name -> sorted image files below ``top/<class>/``, junk files skipped.
+
+    Messages show paths relative to ``base``.
 
     Raises ValueError for an empty class folder or images lying outside class folders.
     """
@@ -789,14 +972,16 @@ def _scan_class_tree(top: Path) -> dict[str, list[Path]]:
             )
             if not files:
                 raise ValueError(
-                    f"class folder {entry} holds no images: add images to it or remove it"
+                    f"class folder {_shown(entry, base)} holds no images: add images to it or "
+                    "remove it"
                 )
             by_class[entry.name] = files
         elif entry.suffix.lower() in _IMAGE_SUFFIXES:
             loose.append(entry)
     if loose:
         raise ValueError(
-            f"{top} holds images outside class folders (e.g. {loose[0].name}): put every image "
+            f"{_shown(top, base)} holds images outside class folders (e.g. {loose[0].name}): "
+            "put every image "
             "in a subfolder named after its class, e.g. cats/x.jpg, dogs/y.jpg"
         )
     return by_class
@@ -814,30 +999,39 @@ def _fingerprint(files: Sequence[str]) -> str:
 def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
     """Load a folder laid out like torchvision's ImageFolder: one subfolder per class.
 
-    Class labels follow the sorted subfolder names. Every image is converted to
-    RGB. With ``size``, each image's shorter side is scaled to ``size`` and the
-    centred ``size`` x ``size`` square is kept; without it, all images must already
-    share one size. Hidden files and Thumbs.db/desktop.ini are skipped; any other
+    Class labels follow the sorted subfolder names. Every image goes through
+    :func:`image_to_uint8`: converted to RGB, 16-bit and float pixels scaled to 8
+    bits by their range. With ``size``, each image's shorter side is scaled to
+    ``size`` and the centred ``size`` x ``size`` square is kept (the same as
+    :func:`resnet_nb.inference.predict` does with ``size``); without it, all
+    images must already share one size. Hidden files and Thumbs.db/desktop.ini are skipped; any other
     file must be a readable image. Decoded pixels are cached (see :func:`cache_dir`).
 
     Raises DataNotFoundError if ``path`` does not exist, ValueError for a layout
     that cannot work (fewer than two classes, an empty class folder, mixed sizes
     without ``size``) and DataCorruptError naming a file that is not a readable image.
+    Messages and ``source`` show paths relative to the data root (when the folder
+    lies under it) or starting at the folder's name, never the machine's full path.
     """
     if size is not None:
         check_positive_int("size", size)
     folder = Path(path).expanduser().absolute()
     if not folder.exists():
-        raise DataNotFoundError(f"image folder {folder} does not exist")
+        raise DataNotFoundError(f"image folder {path} does not exist: check the path")
+    # Paths in messages and in `source`: relative to the data root when the folder
+    # lies under it, else starting at the folder's own name.
+    root = data_root()
+    base = root if folder != root and folder.is_relative_to(root) else folder.parent
+    shown = _shown(folder, base)
     if not folder.is_dir():
         raise ValueError(
-            f"{folder} is a file; load_image_folder needs a folder with one subfolder per class"
+            f"{shown} is a file; load_image_folder needs a folder with one subfolder per class"
         )
-    by_class = _scan_class_tree(folder)
+    by_class = _scan_class_tree(folder, base)
     if len(by_class) < 2:
         found = ", ".join(by_class) or "none"
         raise ValueError(
-            f"{folder} has {len(by_class)} class folder(s) ({found}); a classification "
+            f"{shown} has {len(by_class)} class folder(s) ({found}); a classification "
             "dataset needs at least two, e.g. cats/ and dogs/ each holding images"
         )
     classes = sorted(by_class)
@@ -850,8 +1044,15 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
         name: str, shape: tuple[int, ...], ref: str, ref_shape: tuple[int, ...]
     ) -> Exception:
         return ValueError(
-            f"images differ in size: {name} is {_hw(shape)} but {ref} is {_hw(ref_shape)}; "
+            f"images differ in size: {_shown(name, base)} is {_hw(shape)} but "
+            f"{_shown(ref, base)} is {_hw(ref_shape)}; "
             "pass size=N to scale and centre-crop every image to N x N"
+        )
+
+    def corrupt(name: str, why: str) -> DataCorruptError:
+        why = why.replace(str(base) + os.sep, "")
+        return DataCorruptError(
+            f"{_shown(name, base)} is not a readable image ({why}): remove or replace it"
         )
 
     def build() -> tuple[torch.Tensor, torch.Tensor]:
@@ -860,9 +1061,7 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
             lambda name: Path(name).read_bytes(),
             size=size,
             expected=None,
-            corrupt=lambda name, why: DataCorruptError(
-                f"{name} is not a readable image ({why}): remove or replace it"
-            ),
+            corrupt=corrupt,
             mismatch=mismatch,
         )
         return images, labels
@@ -870,7 +1069,7 @@ def load_image_folder(path: PathLike, *, size: int | None = None) -> ImageData:
     key = {"path": str(folder.resolve()), "files": _fingerprint(names), "size": size}
     images, labels = _cached("image-folder", key, build)
     return ImageData(
-        images, labels, classes, f"image folder {folder}" + (f", resized to {size}" if size else "")
+        images, labels, classes, f"image folder {shown}" + (f", resized to {size}" if size else "")
     )
 
 

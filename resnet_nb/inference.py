@@ -1,15 +1,21 @@
 """Using a trained model: predictions, export (TorchScript, ONNX) and Grad-CAM.
 
-Inputs may be image files, PIL images or tensors. :func:`preprocess` turns any
-of them into the batch a network expects: RGB, ``size`` x ``size`` pixels,
-normalised with the statistics the network was trained with.
+Inputs may be image files, PIL images, numpy arrays or tensors. :func:`preprocess`
+turns any of them into the batch a network expects: RGB, ``size`` x ``size``
+pixels, normalised with the statistics the network was trained with. Files, PIL
+images and arrays go through :func:`resnet_nb.data.image_to_uint8`, the function
+:func:`resnet_nb.data.load_image_folder` decodes training images with, so an image
+is prepared the same way at training and at prediction time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import io
 import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +27,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from resnet_nb.engine import model_device as _model_device
+from resnet_nb.data import image_to_uint8, read_image
+from resnet_nb.engine import model_device
+from resnet_nb.errors import ParameterError, RunFolderError
+from resnet_nb.params import check_positive_int
 
 __all__ = [
     "preprocess",
@@ -33,35 +42,80 @@ __all__ = [
     "grad_cam",
 ]
 
-ImageLike = Union[str, "os.PathLike[str]", Image.Image, torch.Tensor]
+ImageLike = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, torch.Tensor]
 
 
-def _to_tensor(item: Any, index: int) -> torch.Tensor:
-    """One image as a float tensor [C, H, W] in [0, 1]."""
+def _resize_center_crop_float(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float image ``[C, H, W]``: shorter side to ``size`` (bilinear), centred square kept.
+
+    The same geometry as :func:`resnet_nb.data.image_to_uint8` (which uses Pillow on
+    uint8 pixels); the values agree to within interpolation rounding.
+    """
+    h, w = x.shape[1:]
+    scale = size / min(h, w)
+    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(
+            x[None], size=(new_h, new_w), mode="bilinear", align_corners=False,
+            antialias=scale < 1,
+        )[0]
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return x[:, top : top + size, left : left + size]
+
+
+def _float_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels to [0, 1]: kept when they already lie there, else stretched min..max."""
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ParameterError("a float image holds NaN or infinite values: give finite pixels")
+    low, high = float(x.min()), float(x.max())
+    if low >= -1e-6 and high <= 1 + 1e-6:
+        return x.clamp(0, 1)
+    if high > low:
+        return (x - low) / (high - low)
+    return torch.zeros_like(x)
+
+
+def _to_tensor(item: Any, index: int, size: int | None) -> torch.Tensor:
+    """One image as a float tensor ``[3, H, W]`` in [0, 1], resized and cropped to ``size``."""
     if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {index}: {path} does not exist")
-        try:
-            with Image.open(path) as img:
-                item = img.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"image {index}: {path} is not a readable image ({exc})") from None
-    if isinstance(item, Image.Image):
-        array = np.asarray(item.convert("RGB"), dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+        return read_image(item, size=size).float() / 255
+    if isinstance(item, (Image.Image, np.ndarray)):
+        return image_to_uint8(item, size=size).float() / 255
     if isinstance(item, torch.Tensor):
         if item.ndim == 2:
             item = item.unsqueeze(0)
         if item.ndim != 3:
-            raise ValueError(f"image {index}: a tensor image must be [C, H, W], got {tuple(item.shape)}")
-        if item.dtype == torch.uint8:
-            return item.float() / 255
+            raise ParameterError(
+                f"image {index}: a tensor image must be [C, H, W], got {tuple(item.shape)}"
+            )
+        if item.shape[0] not in (1, 3):
+            raise ParameterError(
+                f"image {index} has {item.shape[0]} channels; give RGB or grayscale images"
+            )
         if not item.is_floating_point():
-            raise TypeError(f"image {index}: give uint8 pixels or floats in [0, 1], got {item.dtype}")
-        return item.float()
+            # Integer pixels take the path of an image file: uint8 as they are,
+            # 16-bit scaled to 8 bits by /257 (torch.uint16 exists from torch 2.3).
+            if item.dtype == torch.uint8:
+                array = item.detach().cpu().numpy()
+            elif item.dtype == getattr(torch, "uint16", None):
+                array = item.detach().cpu().to(torch.int32).numpy().astype(np.uint16)
+            else:
+                raise TypeError(
+                    f"image {index}: give uint8 pixels (0..255), uint16 pixels (0..65535) or "
+                    f"floats in [0, 1], got {item.dtype}"
+                )
+            array = array.transpose(1, 2, 0)
+            return image_to_uint8(array[..., 0] if array.shape[2] == 1 else array, size=size).float() / 255
+        x = _float_pixels(item.detach().cpu())
+        if x.shape[0] == 1:
+            x = x.expand(3, -1, -1)
+        if size is not None and tuple(x.shape[1:]) != (size, size):
+            x = _resize_center_crop_float(x, size)
+        return x
     raise TypeError(
-        f"image {index}: expected a file path, a PIL image or a tensor, got {type(item).__name__}"
+        f"image {index}: expected a file path, a PIL image, a numpy array or a tensor, "
+        f"got {type(item).__name__}"
     )
 
 
@@ -72,35 +126,33 @@ def preprocess(
     std: Sequence[float],
     size: int | None = None,
 ) -> torch.Tensor:
-    """A normalised float batch ``[N, 3, size, size]`` from files, PIL images or tensors.
+    """A normalised float batch ``[N, 3, size, size]`` from files, PIL images, arrays or tensors.
 
-    Tensors are uint8 pixels (0..255) or floats in [0, 1], one image ``[C, H, W]``
-    or a batch ``[N, C, H, W]``; one-channel images are repeated to RGB. With
-    ``size``, every image is resized (bilinear) to ``size`` x ``size``; without it
-    they must share one size. Then ``(x - mean) / std`` per channel.
+    Files, PIL images, numpy arrays (``[H, W]`` or ``[H, W, C]``) and integer
+    tensors are prepared exactly as :func:`resnet_nb.data.load_image_folder`
+    prepares training images: RGB, 16-bit and float pixels scaled to 8 bits by
+    their range, and with ``size`` the shorter side scaled to ``size`` and the
+    centred square kept. Float tensors (``[C, H, W]`` or a batch ``[N, C, H, W]``)
+    are pixels in [0, 1] (other ranges are stretched from min..max) and are
+    resized the same way in float. One-channel images become RGB. Without
+    ``size`` all images must share one size. Then ``(x - mean) / std`` per channel.
     """
+    if size is not None:
+        check_positive_int("size", size)
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         items: list[Any] = list(images)
-    elif isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor)):
+    elif isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
         items = [images]
     else:
         items = list(images)
     if not items:
-        raise ValueError("no images given")
-    tensors = []
-    for i, item in enumerate(items):
-        x = _to_tensor(item, i)
-        if x.shape[0] == 1:
-            x = x.expand(3, -1, -1)
-        if x.shape[0] != 3:
-            raise ValueError(f"image {i} has {x.shape[0]} channels; give RGB or grayscale images")
-        if size is not None and tuple(x.shape[1:]) != (size, size):
-            x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=size < max(x.shape[1:]))[0]
-        tensors.append(x)
+        raise ParameterError("no images given: pass at least one file, image or tensor")
+    tensors = [_to_tensor(item, i, size) for i, item in enumerate(items)]
     shapes = {tuple(t.shape) for t in tensors}
     if len(shapes) > 1:
-        raise ValueError(f"images differ in size ({sorted(shapes)}): pass size=N to resize them")
+        raise ParameterError(
+            f"images differ in size ({sorted(shapes)}): pass size=N to resize them"
+        )
     batch = torch.stack(tensors)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
@@ -119,14 +171,15 @@ def predict(
 ) -> list[list[tuple[str, float]]]:
     """Top-``k`` class names with probabilities for each image.
 
-    ``images``: file paths, PIL images or tensors (see :func:`preprocess`);
-    ``mean``/``std``/``size``: how the model's inputs were prepared in training.
-    Returns one list per image of ``(class name, probability)``, most likely
-    first. The model runs in eval mode on its own device; its mode is restored.
+    ``images``: file paths, PIL images, arrays or tensors (see :func:`preprocess`);
+    ``mean``/``std``/``size``: how the model's inputs were prepared in training
+    (``size`` as given to :func:`resnet_nb.data.load_image_folder`). Returns one
+    list per image of ``(class name, probability)``, most likely first. The model
+    runs in eval mode on its own device; its mode is restored.
     """
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(classes):
-        raise ValueError(f"k={k!r} is invalid: it must be an integer in 1..{len(classes)}")
-    x = preprocess(images, mean=mean, std=std, size=size).to(_model_device(model))
+        raise ParameterError(f"parameter k={k!r} is invalid: it must be an integer in 1..{len(classes)}")
+    x = preprocess(images, mean=mean, std=std, size=size).to(model_device(model))
     was_training = model.training
     model.eval()
     try:
@@ -135,7 +188,10 @@ def predict(
     finally:
         model.train(was_training)
     if logits.shape[1] != len(classes):
-        raise ValueError(f"the model has {logits.shape[1]} outputs but {len(classes)} classes were given")
+        raise ParameterError(
+            f"the model has {logits.shape[1]} outputs but {len(classes)} classes were given: "
+            "pass the class names the model was trained with"
+        )
     probs = logits.softmax(dim=1)
     top = probs.topk(k, dim=1)
     return [
@@ -144,16 +200,65 @@ def predict(
     ]
 
 
+# --------------------------------------------------------------------------- export
+
+
+def _destination(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` as a Path, after checking that a file can be written there."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise RunFolderError(
+            f"cannot write the {what} to {path}: it is a folder; give a file name, "
+            f"e.g. {path / ('model.onnx' if what == 'ONNX model' else 'model.pt')}"
+        )
+    if not folder.is_dir():
+        why = "is a file" if folder.exists() else "does not exist"
+        raise RunFolderError(
+            f"cannot write the {what} to {path}: the folder {folder} {why}; "
+            "create the folder first or choose another path"
+        )
+    if not os.access(folder, os.W_OK):
+        raise RunFolderError(
+            f"cannot write the {what} to {path}: the folder {folder} is not writable; "
+            "choose another folder"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, what: str) -> Any:
+    """Yield a temporary file name beside ``path``; move it to ``path`` if all went well."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RunFolderError(
+            f"could not write the {what} to {path} ({type(exc).__name__}: "
+            f"{detail.splitlines()[0] if detail else 'no detail'}); free some space or "
+            "choose another folder"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """Trace ``model`` (in eval mode, on the CPU) with ``example`` and save it to ``path``.
 
     Load it back with ``torch.jit.load(path)``; no resnet_nb code is needed then.
+    Raises RunFolderError when ``path`` cannot be written (no such folder, not
+    writable, disk full).
     """
-    path = Path(path)
+    path = _destination(path, "TorchScript model")
     model = model.cpu().eval()
     with torch.no_grad(), _quiet():
         traced = torch.jit.trace(model, example.cpu())
-    traced.save(str(path))
+    with _atomic(path, "TorchScript model") as tmp:
+        traced.save(tmp)
     return path
 
 
@@ -162,28 +267,66 @@ def _quiet() -> Any:
     """Silence TorchScript's deprecation notices and the ONNX exporter's progress lines."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+        # torch < 2.9 (TorchScript-based exporter): strided slices of option-A shortcuts.
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         yield
+
+
+def _onnx_options() -> dict[str, Any]:
+    """Exporter options for a dynamic batch size on the installed torch.
+
+    torch >= 2.9 exports through ``torch.export`` by default (``dynamo=True``) and
+    takes ``dynamic_shapes``; older versions (2.5 - 2.8) default to the
+    TorchScript-based exporter, which rejects ``dynamic_shapes`` and takes
+    ``dynamic_axes`` instead.
+    """
+    params = inspect.signature(torch.onnx.export).parameters
+    dynamo_default = params["dynamo"].default if "dynamo" in params else False
+    if dynamo_default is True:
+        options: dict[str, Any] = {
+            "dynamo": True,
+            "dynamic_shapes": ({0: torch.export.Dim("batch", min=1, max=4096)},),
+        }
+        if "external_data" in params:
+            options["external_data"] = False
+        return options
+    options = {"dynamic_axes": {"images": {0: "batch"}, "logits": {0: "batch"}}}
+    if "dynamo" in params:
+        options["dynamo"] = False
+    return options
 
 
 def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """Export ``model`` (eval mode, CPU) to ONNX at ``path`` with a dynamic batch size.
 
-    The graph has one input ``images`` and one output ``logits``. Needs the
-    ``onnx`` and ``onnxscript`` packages (torch's exporter uses them).
+    The graph has one input ``images`` and one output ``logits``; the weights are
+    inside the one file (no ``.data`` file beside it), so ``path`` can be copied
+    alone. Works on torch 2.5 and later. Needs the ``onnx`` and ``onnxscript``
+    packages (torch's exporter uses them). Raises RunFolderError when ``path``
+    cannot be written.
     """
-    path = Path(path)
+    import onnx
+
+    path = _destination(path, "ONNX model")
     model = model.cpu().eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with _quiet():
-        torch.onnx.export(
-            model,
-            (example.cpu(),),
-            str(path),
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_shapes=({0: batch},),
-            verbose=False,
-        )
+    with tempfile.TemporaryDirectory(prefix="resnet_nb_onnx_") as scratch:
+        raw = Path(scratch) / "model.onnx"
+        with _quiet():
+            torch.onnx.export(
+                model,
+                (example.cpu(),),
+                str(raw),
+                input_names=["images"],
+                output_names=["logits"],
+                verbose=False,
+                **_onnx_options(),
+            )
+        # Whatever the exporter wrote (one file, or a graph plus external data),
+        # store one self-contained file.
+        proto = onnx.load(str(raw), load_external_data=True)
+        with _atomic(path, "ONNX model") as tmp:
+            onnx.save_model(proto, tmp, save_as_external_data=False)
     return path
 
 
@@ -207,7 +350,13 @@ def export_parity(
     (``"max_abs_logit"``) for scale. Everything runs in fp32 on the CPU.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot create the export folder {folder} ({type(exc).__name__}: {exc.strerror}); "
+            "choose another folder"
+        ) from None
     model = model.cpu().eval()
     x = x.cpu().float()
     with torch.no_grad():
@@ -242,17 +391,24 @@ def grad_cam(
     The model runs in eval mode; its mode and parameters are left unchanged.
     """
     if isinstance(layer, str):
-        layer = dict(model.named_modules())[layer]
+        modules = dict(model.named_modules())
+        if layer not in modules:
+            close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
+            raise ParameterError(
+                f"parameter layer={layer!r} is invalid: the model has no such module"
+                + (f"; did you mean {', '.join(map(repr, close))}?" if close else "")
+            )
+        layer = modules[layer]
     if layer is None:
         layer = getattr(model, "layer4", None) or getattr(model, "layer3", None)
         if layer is None:
-            raise ValueError("pass layer=: the model has no layer4 or layer3")
+            raise ParameterError("pass layer=: the model has no layer4 or layer3")
     caught: dict[str, torch.Tensor] = {}
 
     def keep(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
         caught["activations"] = output
 
-    device = _model_device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     handle = layer.register_forward_hook(keep)

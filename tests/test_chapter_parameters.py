@@ -82,6 +82,6 @@ def test_bad_parameter_names_name_value_and_choices(
 
 @pytest.mark.parametrize("stem", CHAPTERS)
 def test_full_profile_passes_validation(stem: str) -> None:
-    full = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())
+    full = yaml.safe_load((ROOT / "resnet_nb" / "profiles" / "full.yaml").read_text())
     values = _validate(stem, **full[stem])
     assert values["epochs"] == full[stem]["epochs"]

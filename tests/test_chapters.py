@@ -36,21 +36,21 @@ def test_profiles_name_real_parameters(py: Path) -> None:
     defaults = chapter_defaults(py)
     for name in profile_names():
         unknown = set(load_profile(name, py.stem)) - set(defaults)
-        assert not unknown, f"profiles/{name}.yaml sets {sorted(unknown)}, not parameters of {py.stem}"
+        assert not unknown, f"resnet_nb/profiles/{name}.yaml sets {sorted(unknown)}, not parameters of {py.stem}"
 
 
 @pytest.mark.parametrize("py", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_quick_profile_is_the_chapter_defaults(py: Path) -> None:
     defaults = chapter_defaults(py)
     quick = load_profile("quick", py.stem)
-    assert {k: defaults[k] for k in quick} == quick, f"profiles/quick.yaml disagrees with {py.stem}"
+    assert {k: defaults[k] for k in quick} == quick, f"resnet_nb/profiles/quick.yaml disagrees with {py.stem}"
 
 
 def test_every_chapter_has_a_section_in_each_profile() -> None:
     for name in profile_names():
-        data = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())
+        data = yaml.safe_load((ROOT / "resnet_nb" / "profiles" / f"{name}.yaml").read_text())
         missing = [py.stem for py in CHAPTERS if py.stem not in data]
-        assert not missing, f"profiles/{name}.yaml has no section for {missing}"
+        assert not missing, f"resnet_nb/profiles/{name}.yaml has no section for {missing}"
 
 
 def test_unknown_profile_is_a_clear_error() -> None:

@@ -6,6 +6,7 @@ the real offline copies when $RESNET_NB_DATA points at a folder holding them.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
@@ -345,7 +346,10 @@ def test_unreadable_zip_is_reported_as_corrupt(tmp_path: Path, damage: str) -> N
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DataCorruptError, match="not a readable zip file.*delete") as info:
         load_cifar10("train", root=tmp_path, download=False)
-    assert str(path) in str(info.value)
+    text = str(info.value)
+    assert text.startswith("cifar10-jpeg.zip is not") and str(tmp_path) not in text, (
+        "paths are shown relative to the data root, never the machine's folders"
+    )
 
 
 @pytest.mark.usefixtures("tiny_sizes")
@@ -360,7 +364,9 @@ def test_bad_crc_names_the_member(tmp_path: Path) -> None:
     path.write_bytes(bytes(blob))
     with pytest.raises(DataCorruptError, match="train/cat/0001.jpg") as err:
         load_cifar10("train", root=tmp_path, download=False)
-    assert str(path) in str(err.value) and "CRC" in str(err.value)
+    text = str(err.value)
+    assert text.startswith("cifar10-jpeg.zip: member") and "CRC" in text
+    assert str(tmp_path) not in text
 
 
 @pytest.mark.usefixtures("tiny_sizes")
@@ -481,6 +487,78 @@ def test_unwritable_cache_warns_and_still_loads(
     assert len(data) == 10
 
 
+def _failing_save(error: Exception):
+    """A torch.save that writes a few bytes (as a full disk would), then raises ``error``."""
+
+    def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        f.write(b"PK\x03\x04partial")  # type: ignore[attr-defined]
+        raise error
+
+    return save
+
+
+@pytest.mark.usefixtures("tiny_sizes")
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        RuntimeError(
+            "[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0\n"
+            "PytorchStreamWriter failed writing file data/0: file write failed"
+        ),
+    ],
+    ids=["ENOSPC", "torch-writer"],
+)
+def test_full_cache_folder_costs_a_decode_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception
+) -> None:
+    write_zip(tmp_path / "cifar10-jpeg.zip", cifar_members())
+    monkeypatch.setattr(torch, "save", _failing_save(error))
+    with pytest.warns(UserWarning) as caught:
+        train = load_cifar10("train", root=tmp_path, download=False)
+        test = load_cifar10("test", root=tmp_path, download=False)
+    assert len(train) == 20 and len(test) == 10
+    assert_colours(train)
+    messages = [str(w.message) for w in caught if "cache" in str(w.message)]
+    assert len(messages) == 1, f"one warning per cache folder, got {messages}"
+    assert "could not write the cache file" in messages[0] and "decoded" in messages[0]
+    assert ("No space left" if isinstance(error, OSError) else "file write failed") in messages[0]
+    assert str(tmp_path) not in messages[0], "cache paths are shown relative to the cache folder"
+    assert list((tmp_path / "cache").iterdir()) == [], "the partial temp file must be removed"
+
+
+@pytest.mark.usefixtures("tiny_sizes")
+def test_read_only_cache_folder_costs_a_decode_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_zip(tmp_path / "cifar10-jpeg.zip", cifar_members())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    # chmod cannot stop root from writing, so the file system's refusal is simulated.
+    monkeypatch.setattr(D.tempfile, "mkstemp", read_only)
+    with pytest.warns(UserWarning, match="could not write the cache file.*Read-only file system"):
+        data = load_cifar10("test", root=tmp_path, download=False)
+    assert len(data) == 10 and list(cache.iterdir()) == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
+@pytest.mark.usefixtures("tiny_sizes")
+def test_cache_folder_without_write_permission_costs_a_decode(tmp_path: Path) -> None:
+    write_zip(tmp_path / "cifar10-jpeg.zip", cifar_members())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o500)
+    try:
+        with pytest.warns(UserWarning, match="could not write the cache file"):
+            assert len(load_cifar10("test", root=tmp_path, download=False)) == 10
+    finally:
+        cache.chmod(0o700)
+
+
 # --------------------------------------------------------------------------- Fashion-MNIST
 
 
@@ -576,6 +654,93 @@ def test_image_folder_names_a_truncated_image(tmp_path: Path) -> None:
         load_image_folder(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("mode", "value", "fmt", "level"),
+    [
+        ("I;16", 40_000, "PNG", round(40_000 / 257)),
+        ("I;16", 65_535, "TIFF", 255),
+        ("I", 40_000, "TIFF", round(40_000 / 257)),
+        ("F", 0.5, "TIFF", 128),
+        ("F", 0.0, "TIFF", 0),
+    ],
+)
+def test_image_folder_scales_16_bit_and_float_images_to_8_bits(
+    tmp_path: Path, mode: str, value: float, fmt: str, level: int
+) -> None:
+    suffix = ".png" if fmt == "PNG" else ".tif"
+    save_image(tmp_path / "a" / f"1{suffix}", Image.new(mode, (6, 4), value), fmt)
+    save_image(tmp_path / "b" / "2.png", Image.new("RGB", (6, 4), (1, 2, 3)))
+    data = load_image_folder(tmp_path)
+    assert data.images[0].eq(level).all(), (mode, value, data.images[0, :, 0, 0].tolist())
+    assert data.images[1, :, 0, 0].tolist() == [1, 2, 3]
+
+
+def test_image_to_uint8_scales_arrays_by_their_range() -> None:
+    u16 = np.array([[0, 257, 65535]], dtype=np.uint16)
+    assert D.image_to_uint8(u16)[0].tolist() == [[0, 1, 255]]
+    unit = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    assert D.image_to_uint8(unit)[:, 0].tolist() == [[0, 128, 255]] * 3
+    wide = np.array([[-1.0, 0.0, 3.0]], dtype=np.float64)
+    assert D.image_to_uint8(wide)[0].tolist() == [[0, 64, 255]], "other floats: min..max"
+    flat = np.full((2, 2), 7.5, dtype=np.float32)
+    assert D.image_to_uint8(flat).eq(0).all(), "a constant image out of range becomes black"
+    rgba = np.zeros((2, 3, 4), dtype=np.uint8)
+    rgba[..., 0] = 9
+    assert D.image_to_uint8(rgba).shape == (3, 2, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        D.image_to_uint8(np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match=r"\[H, W\] or \[H, W, C\]"):
+        D.image_to_uint8(np.zeros((2, 2, 7), dtype=np.uint8))
+
+
+def test_corrupt_image_is_named_relative_to_the_data_root(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    monkeypatch.setenv("RESNET_NB_DATA", str(root))
+    save_image(root / "pets" / "cats" / "a.png", Image.new("RGB", (4, 4)))
+    (root / "pets" / "dogs").mkdir()
+    (root / "pets" / "dogs" / "b.jpg").write_text("not a picture")
+    with pytest.raises(DataCorruptError, match=r"^pets/dogs/b\.jpg is not a readable image") as info:
+        load_image_folder(root / "pets")
+    assert str(tmp_path) not in str(info.value)
+    (root / "pets" / "dogs" / "b.jpg").unlink()
+    save_image(root / "pets" / "dogs" / "b.png", Image.new("RGB", (4, 4)))
+    assert load_image_folder(root / "pets").source == "image folder pets"
+    elsewhere = tmp_path / "elsewhere" / "pics"
+    save_image(elsewhere / "x" / "1.png", Image.new("RGB", (4, 4)))
+    save_image(elsewhere / "y" / "2.png", Image.new("RGB", (4, 5)))
+    with pytest.raises(ValueError, match=r"pics/y/2\.png is 4x5.*pics/x/1\.png is 4x4") as info:
+        load_image_folder(elsewhere)
+    assert str(tmp_path) not in str(info.value)
+
+
+def test_read_image_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(DataNotFoundError, match="missing.png does not exist"):
+        D.read_image(tmp_path / "missing.png")
+    with pytest.raises(ParameterError, match="is a folder, not an image file"):
+        D.read_image(tmp_path)
+    save_image(tmp_path / "big.png", Image.new("RGB", (64, 64)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(DataCorruptError, match="big.png is refused as a possible decompression bomb"):
+        D.read_image(tmp_path / "big.png")
+
+
+@pytest.mark.usefixtures("tiny_sizes")
+def test_corrupt_cifar_member_in_a_folder_copy_is_named_relative_to_the_root(
+    tmp_path: Path,
+) -> None:
+    members = cifar_members()
+    members["train/cat/0001.jpg"] = members["train/cat/0001.jpg"][:200]
+    write_folder(tmp_path / "cifar10-jpeg", members)
+    with pytest.raises(DataCorruptError, match=r"^cifar10-jpeg/train/cat/0001\.jpg cannot be read") as info:
+        load_cifar10("train", root=tmp_path, download=False)
+    assert str(tmp_path) not in str(info.value)
+    assert load_cifar10("test", root=tmp_path, download=False).source == (
+        "CIFAR-10 test, JPEG copy: cifar10-jpeg"
+    )
+
+
 def test_image_folder_layout_errors(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match="does not exist"):
         load_image_folder(tmp_path / "missing")
@@ -584,7 +749,7 @@ def test_image_folder_layout_errors(tmp_path: Path) -> None:
         load_image_folder(tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / ".DS_Store").write_bytes(b"junk")
-    with pytest.raises(ValueError, match=f"class folder {tmp_path / 'empty'} holds no images"):
+    with pytest.raises(ValueError, match=f"^class folder {tmp_path.name}/empty holds no images"):
         load_image_folder(tmp_path)
     (tmp_path / "empty" / ".DS_Store").unlink()
     save_image(tmp_path / "empty" / "2.png", Image.new("RGB", (4, 4)))

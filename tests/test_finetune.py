@@ -1,4 +1,4 @@
-"""Fine-tuning and inference: weight loading, freezing, rate groups, budgets, export, predict."""
+"""Fine-tuning: weight loading, freezing, rate groups, budgets (inference: test_inference.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import resnet_nb
 from resnet_nb import finetune as ft
 from resnet_nb.data import DataCorruptError, ImageData
-from resnet_nb.inference import export_parity, grad_cam, preprocess
 from resnet_nb.models import build_model
 from resnet_nb.params import ParameterError
 from resnet_nb.train import TrainConfig, fit, synthetic_data
@@ -345,66 +343,3 @@ def test_checkpoint_of_another_architecture_is_refused(checkpoint: Path) -> None
         ft.load_checkpoint_source(checkpoint, into=build_model("plain20"), verbose=False)
 
 
-def test_export_parity_torchscript_and_onnx(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    torch.manual_seed(0)
-    model = ft.apply_strategy(_probe_model(), "linear_probe").eval()
-    x = torch.randn(3, 3, 32, 32)
-    diffs = export_parity(model, x, tmp_path)
-    assert diffs["max_abs_logit"] > 0
-    assert diffs["torchscript"] < 1e-5 and diffs["onnx"] < 1e-4, diffs
-    from resnet_nb.inference import onnx_logits
-
-    bigger = torch.randn(5, 3, 32, 32)  # the batch size is dynamic
-    with torch.no_grad():
-        assert torch.allclose(onnx_logits(tmp_path / "model.onnx", bigger), model(bigger),
-                              atol=1e-4)
-
-
-def test_predict_on_files_pil_and_tensors(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = build_model("resnet20", num_classes=3).eval()
-    classes = ["a", "b", "c"]
-    pixels = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    paths = []
-    for i, img in enumerate(pixels):
-        paths.append(tmp_path / f"{i}.png")
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
-    prep = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
-    from_files = resnet_nb.predict(model, paths, classes, k=2, **prep)
-    from_pil = resnet_nb.predict(model, [Image.open(p) for p in paths], classes, k=2, **prep)
-    from_tensor = resnet_nb.predict(model, pixels, classes, k=2, **prep)
-    from_float = resnet_nb.predict(model, pixels[0].float() / 255, classes, k=2, **prep)
-    assert len(from_files) == 2 and all(len(top) == 2 for top in from_files)
-    for a, b, c in zip(from_files, from_pil, from_tensor, strict=True):
-        assert [n for n, _ in a] == [n for n, _ in b] == [n for n, _ in c]
-        assert [p for _, p in a] == pytest.approx([p for _, p in c], abs=1e-5)
-    assert from_float[0][0][0] == from_tensor[0][0][0]
-    with torch.no_grad():
-        probs = model(preprocess(pixels, **prep)).softmax(1)
-    assert from_tensor[0][0][1] == pytest.approx(float(probs[0].max()), abs=1e-6)
-    assert from_files[0][0][1] >= from_files[0][1][1]
-    gray = resnet_nb.predict(model, Image.new("L", (50, 40)), classes, k=1, size=32, **prep)
-    assert len(gray) == 1
-    with pytest.raises(FileNotFoundError, match="missing.png"):
-        resnet_nb.predict(model, [tmp_path / "missing.png"], classes, **prep)
-    with pytest.raises(ValueError, match="differ in size"):
-        resnet_nb.predict(model, [Image.new("RGB", (8, 8)), Image.new("RGB", (9, 9))],
-                          classes, **prep)
-    with pytest.raises(ValueError, match="k=4"):
-        resnet_nb.predict(model, pixels, classes, k=4, **prep)
-
-
-def test_grad_cam_maps_and_leaves_the_model_alone() -> None:
-    torch.manual_seed(0)
-    model = build_model("resnet20", num_classes=3).train()
-    x = torch.randn(2, 3, 32, 32)
-    before = {n: t.clone() for n, t in model.state_dict().items()}
-    cams = grad_cam(model, x)
-    assert cams.shape == (2, 32, 32) and float(cams.min()) >= 0
-    assert torch.allclose(cams.flatten(1).max(1).values, torch.ones(2))
-    assert model.training and all(p.grad is None for p in model.parameters())
-    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
-    other = grad_cam(model, x, target=[0, 1], layer="layer2")
-    assert other.shape == (2, 32, 32)
