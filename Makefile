@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 RESNET_NB_DATA ?= $(CURDIR)/data
 export RESNET_NB_DATA
 
-.PHONY: book test venv notebooks sync lock browser clean oldest
+.PHONY: book test test-fast venv notebooks sync lock browser clean oldest
 
 venv: $(STAMP)
 
@@ -35,6 +35,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## unit tests only, without the slow ones (no notebooks, no book): ~minutes
+	$(PY) -m pytest tests -m "not slow and not book" -p no:nbval \
+	  -o addopts="-ra --strict-markers --durations=10"
 
 # Developer helpers (not needed by readers)
 notebooks: $(STAMP)  ## refresh every .ipynb from its .py and re-run it in place
