@@ -41,7 +41,6 @@ import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -344,15 +343,12 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
     ``RuntimeError`` torch.save raises when its writer fails; either way the
     partial temp file is removed and one warning per cache folder is given.
     """
-    tmp: str | None = None
+    from resnet_nb.state import atomic_save
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": _CACHE_FORMAT, "images": images, "labels": labels}, f)
-        os.replace(tmp, path)
-        tmp = None
-    except (OSError, RuntimeError) as exc:
+        atomic_save({"format": _CACHE_FORMAT, "images": images, "labels": labels}, path)
+    except (OSError, RuntimeError) as exc:  # a full disk: RunFolderError, an OSError
         folder = str(path.parent)
         if folder not in _CACHE_WRITE_WARNED:
             _CACHE_WRITE_WARNED.add(folder)
@@ -366,12 +362,6 @@ def _write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None
                 "RESNET_NB_CACHE to a writable folder)",
                 stacklevel=3,
             )
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _cached(

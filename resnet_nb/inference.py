@@ -31,6 +31,7 @@ from resnet_nb.data import image_to_uint8, read_image
 from resnet_nb.engine import model_device
 from resnet_nb.errors import ParameterError, RunFolderError
 from resnet_nb.params import check_positive_int
+from resnet_nb.state import atomic_write
 
 __all__ = [
     "preprocess",
@@ -226,7 +227,25 @@ def _destination(path: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
+def _write_atomically(path: Path, what: str, write: Any) -> None:
+    """Write ``path`` through ``write(file)`` atomically (see :func:`state.atomic_write`).
+
+    Any failure leaves no file behind and raises :class:`RunFolderError` naming
+    the path and the fix.
+    """
+    try:
+        atomic_write(path, write)
+    except RunFolderError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RunFolderError(
+            f"could not write the {what} to {path} ({type(exc).__name__}: "
+            f"{detail.splitlines()[0] if detail else 'no detail'}); free some space or "
+            "choose another folder"
+        ) from None
+
+
 def _atomic(path: Path, what: str) -> Any:
     """Yield a temporary file name beside ``path``; move it to ``path`` if all went well."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -257,8 +276,7 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
     model = model.cpu().eval()
     with torch.no_grad(), _quiet():
         traced = torch.jit.trace(model, example.cpu())
-    with _atomic(path, "TorchScript model") as tmp:
-        traced.save(tmp)
+    _write_atomically(path, "TorchScript model", lambda f: torch.jit.save(traced, f))
     return path
 
 
@@ -325,8 +343,8 @@ def export_onnx(model: nn.Module, path: str | Path, example: torch.Tensor) -> Pa
         # Whatever the exporter wrote (one file, or a graph plus external data),
         # store one self-contained file.
         proto = onnx.load(str(raw), load_external_data=True)
-        with _atomic(path, "ONNX model") as tmp:
-            onnx.save_model(proto, tmp, save_as_external_data=False)
+        _write_atomically(path, "ONNX model",
+                          lambda f: onnx.save_model(proto, f, save_as_external_data=False))
     return path
 
 
