@@ -390,7 +390,19 @@ def test_bad_depth(depth: object) -> None:
 
 
 def test_smallest_depth_is_8() -> None:
-    assert count_parameters(cifar_resnet(8)) > 0
+    """ResNet-8: one block per stage; its parameters counted by hand from the shapes."""
+    model = cifar_resnet(8)
+    assert [len(getattr(model, f"layer{i}")) for i in (1, 2, 3)] == [1, 1, 1]
+    conv = lambda c_in, c_out: 9 * c_in * c_out  # noqa: E731  (3x3, no bias)
+    bn = lambda c: 2 * c  # noqa: E731  (scale and shift)
+    expected = (
+        conv(3, 16) + bn(16)
+        + 2 * (conv(16, 16) + bn(16))
+        + conv(16, 32) + conv(32, 32) + 2 * bn(32)  # option A shortcut: no parameters
+        + conv(32, 64) + conv(64, 64) + 2 * bn(64)
+        + 64 * 10 + 10
+    )
+    assert count_parameters(model) == expected == 75_290
 
 
 def test_bad_shortcut() -> None:
