@@ -102,6 +102,7 @@ from resnet_nb.models import (
 from resnet_nb.params import ParameterError, check_positive_int
 from resnet_nb.report import (
     device_name,
+    portable_text,
     provenance,
     reference_runs,
     run_summary,
