@@ -246,25 +246,6 @@ def _write_atomically(path: Path, what: str, write: Any) -> None:
         ) from None
 
 
-def _atomic(path: Path, what: str) -> Any:
-    """Yield a temporary file name beside ``path``; move it to ``path`` if all went well."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise RunFolderError(
-            f"could not write the {what} to {path} ({type(exc).__name__}: "
-            f"{detail.splitlines()[0] if detail else 'no detail'}); free some space or "
-            "choose another folder"
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor) -> Path:
     """Trace ``model`` (in eval mode, on the CPU) with ``example`` and save it to ``path``.
 
