@@ -860,6 +860,8 @@ ax.grid(alpha=0.3)
 ax.legend()
 fig.tight_layout()
 plt.show()
+
+# %%
 display(
     Markdown(
         f"The smoothed loss is lowest at a rate of "
