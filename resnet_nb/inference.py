@@ -257,7 +257,8 @@ def export_torchscript(model: nn.Module, path: str | Path, example: torch.Tensor
     model = model.cpu().eval()
     with torch.no_grad(), _quiet():
         traced = torch.jit.trace(model, example.cpu())
-    _write_atomically(path, "TorchScript model", lambda f: torch.jit.save(traced, f))
+    data = traced.save_to_buffer()  # (torch.jit.save of a file warns on newer torch)
+    _write_atomically(path, "TorchScript model", lambda f: f.write(data))
     return path
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -227,11 +226,12 @@ def test_export_that_fails_while_writing_leaves_nothing(
 ) -> None:
     model = build_model("resnet20", num_classes=3).eval()
 
-    def full_disk(module: object, f: Any, *args: object, **kwargs: object) -> None:
-        f.write(b"partial")
+    import resnet_nb.state
+
+    def full_disk(fd: int) -> None:  # the bytes went out; flushing them to disk fails
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch.jit, "save", full_disk)
+    monkeypatch.setattr(resnet_nb.state.os, "fsync", full_disk)
     with pytest.raises(RunFolderError, match=r"disk holding .* is full: model.pt"):
         export_torchscript(model, tmp_path / "model.pt", torch.randn(1, 3, 32, 32))
     assert list(tmp_path.iterdir()) == []
