@@ -608,7 +608,10 @@ ep = [r["epoch"] for r in history]
 steps_per_epoch = len(train) // batch_size
 plan = LRSchedule(schedule, peak_lr=lr, total_steps=steps_per_epoch * epochs)
 its = range(steps_per_epoch * epochs)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+fig = plt.figure(figsize=(7.5, 6))
+# loss and accuracy side by side, the learning rate below them
+axes = [fig.add_subplot(2, 2, 1), fig.add_subplot(2, 2, 2),
+        fig.add_subplot(2, 1, 2)]
 axes[0].plot(ep, [r["train_loss"] for r in history], "o--", label="train")
 axes[0].plot(ep, [r["val_loss"] for r in history], "o-", label="validation")
 axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
@@ -647,7 +650,7 @@ val_acc = float((pred == truth).float().mean())
 print(f"validation accuracy: {val_acc:.2%}")
 
 # %% mystnb={"figure": {"caption": "Confusion matrix on the validation split: row = true class, column = predicted class, each row normalised to 1 (the counts are written in the cells).", "name": "fig-confusion"}, "image": {"alt": "A 10 by 10 grid of the validation images, true class by row and predicted class by column, shaded by the share of each row; the diagonal holds the correct predictions."}}
-fig, ax = plt.subplots(figsize=(8, 7))
+fig, ax = plt.subplots(figsize=(7.2, 6.4))
 share = (confusion / confusion.sum(1, keepdim=True)).numpy()
 ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
 for i in range(10):
@@ -693,7 +696,7 @@ display(
 # %% mystnb={"figure": {"caption": "The validation images the model gets wrong with the highest confidence, with the true label and the prediction (and its softmax probability).", "name": "fig-mistakes"}, "image": {"alt": "Twelve small CIFAR-10 images, each titled with its true class and the wrongly predicted class with its probability."}}
 wrong = (pred != truth).nonzero().flatten()
 top = wrong[probs[wrong, pred[wrong]].argsort(descending=True)[:12]]
-fig, axes = plt.subplots(3, 4, figsize=(10, 9))
+fig, axes = plt.subplots(4, 3, figsize=(7.5, 10))
 for ax, i in zip(axes.flat, top.tolist()):
     ax.imshow(val.images[i].permute(1, 2, 0).numpy())
     ax.set_title(
@@ -771,7 +774,7 @@ else:
 
 # %% mystnb={"figure": {"caption": "Validation accuracy per epoch of the widely copied tutorial recipe and of this chapter's recipe, same images, same epochs. The dotted line is the claimed 90% (after 10 epochs on all 50,000 images).", "name": "fig-tutorial-vs-ours"}, "image": {"alt": "Validation accuracy per epoch of two recipes, the widely copied tutorial recipe and this chapter's, with a dotted line at 90 percent."}}
 ours_val = [r["val_acc"] for r in history]
-fig, ax = plt.subplots(figsize=(8.5, 3.6))
+fig, ax = plt.subplots(figsize=(7.2, 3.6))
 if tutorial_recipe:
     ax.plot(
         ep, tut_val, "o-", label="tutorial recipe (ResNet-18, constant lr 0.1)"
@@ -781,7 +784,7 @@ ax.axhline(0.9, color="gray", linestyle=":", label="claimed: 90%")
 ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0, 1))
 ax.set_xticks(ep)
 ax.grid(alpha=0.3)
-ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+ax.legend(loc="lower right")
 fig.tight_layout()
 plt.show()
 
