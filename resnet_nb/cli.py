@@ -78,9 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     add("--compile", action=argparse.BooleanOptionalAction)
     add("--channels-last", action=argparse.BooleanOptionalAction)
     add("--train-limit", type=_optional_int, help="train on this many images ('all': every one)")
-    add("--val-size", type=_number)
+    add("--val-size", type=_number, help="validation images held out (0: train on all)")
     add("--label-smoothing", type=_number)
     add("--weight-decay", type=_number)
+    add("--decay-all", action=argparse.BooleanOptionalAction,
+        help="weight decay on BatchNorm and bias parameters too")
     add("--momentum", type=_number)
     add("--nesterov", action=argparse.BooleanOptionalAction)
     add("--padding", type=_number, help="random-crop padding in pixels (0: no crop)")

@@ -46,7 +46,8 @@ class TrainConfig:
     """Everything that defines a training run (and nothing about the data values).
 
     Optimisation: SGD with ``momentum`` (``nesterov``), ``weight_decay`` on
-    weights only, a ``batch_size`` global batch, ``label_smoothing``. ``lr`` is
+    weights only (on every parameter, BatchNorm scales and shifts and biases
+    too, with ``decay_all``), a ``batch_size`` global batch, ``label_smoothing``. ``lr`` is
     the peak of ``schedule``: ``"onecycle"`` (default), ``"cosine"``,
     ``"step"`` (the paper's /10 at 1/2 and 3/4 of the run) or ``"constant"``.
     ``epochs`` passes over the training set, cut short at ``max_steps``
@@ -57,8 +58,8 @@ class TrainConfig:
     networks 110 or more layers deep, counted on the built model.
 
     Data: ``val_size`` images of the training split are held out for
-    validation (fixed seed, so every run validates on the same images);
-    ``train_limit`` trains on a seeded subset of the rest. Augmentation on the
+    validation (fixed seed, so every run validates on the same images; 0
+    trains on every image and validates on none); ``train_limit`` trains on a seeded subset of the rest. Augmentation on the
     device: random crops after ``padding`` pixels of ``padding_mode`` padding
     (0: none), horizontal ``flip``, ``cutout`` (side of the square, 0: none).
     Inputs are normalised with ``mean``/``std``; ``None`` (default) uses the
@@ -86,6 +87,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
+    decay_all: bool = False
     label_smoothing: float = 0.0
     precision: str = "auto"
     channels_last: bool = True
@@ -152,13 +154,14 @@ class TrainConfig:
                 "set nesterov=False or a momentum such as 0.9"
             )
         check_nonnegative("weight_decay", self.weight_decay)
+        check_bool("decay_all", self.decay_all)
         check_fraction("label_smoothing", self.label_smoothing)
         check_choice("warmup", self.warmup, WARMUPS)
         check_count("seed", self.seed, "e.g. 0")
 
     def _validate_data(self) -> None:
         check_choice("dataset", self.dataset, DATASETS)
-        check_positive_int("val_size", self.val_size)
+        check_count("val_size", self.val_size, "0 = train on every image, e.g. 5000")
         if self.train_limit is not None:
             check_positive_int("train_limit", self.train_limit)
         check_count("padding", self.padding, "0 = no random crop, e.g. 4")

@@ -164,18 +164,21 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, weight_decay: float, *, decay_all: bool = False
+) -> list[dict[str, Any]]:
     """Two parameter groups: weights with ``weight_decay``, BN/bias params without.
 
     A parameter with one dimension or fewer is a bias or a normalisation
-    scale/shift; decaying those only fights the normalisation. Frozen
-    parameters (``requires_grad=False``) are left out.
+    scale/shift; decaying those only fights the normalisation (``decay_all``
+    decays them anyway, as many tutorials do; the second group is then empty).
+    Frozen parameters (``requires_grad=False``) are left out.
     """
     decay, no_decay = [], []
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
+        (no_decay if param.ndim <= 1 and not decay_all else decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
         {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
@@ -220,10 +223,14 @@ def load_splits(config: TrainConfig) -> tuple[Any, Any, Any]:
         n = len(full)
         rest = full.subset(torch.arange(0, n - 1000))
         test = full.subset(torch.arange(n - 1000, n))
+        if config.val_size == 0:
+            return rest, None, test
         train, val = data.train_val_split(rest, val_size=config.val_size, seed=0)
         return train, val, test
     loader = data.load_cifar10 if config.dataset == "cifar10" else data.load_fashion_mnist
     full = loader("train")
+    if config.val_size == 0:
+        return full, None, loader("test")
     if config.val_size >= len(full):
         raise ParameterError(
             f"parameter val_size={config.val_size!r} is invalid: "
@@ -557,7 +564,10 @@ def _setup(
     schedule = LRSchedule(config.schedule, peak_lr=config.lr, total_steps=total,
                           warmup=needs_warmup(config.warmup, config.schedule,
                                               weighted_depth(model)))
-    optimizer = make_optimizer(groups or param_groups(model, config.weight_decay), config, device)
+    optimizer = make_optimizer(
+        groups or param_groups(model, config.weight_decay, decay_all=config.decay_all),
+        config, device,
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     state = TrainState(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ from resnet_nb.train import (
     fit,
     limit_train,
     load_checkpoint,
+    load_splits,
     lr_range_test,
     main,
     param_groups,
@@ -92,6 +94,28 @@ def test_no_weight_decay_on_batchnorm_and_bias() -> None:
     ids = lambda ps: {id(p) for p in ps}  # noqa: E731
     assert ids(decay["params"]) == {id(model[0].weight), id(model[3].weight)}
     assert ids(no_decay["params"]) == {id(model[1].weight), id(model[1].bias), id(model[3].bias)}
+    # decay_all (the tutorial recipe's choice): every parameter decays
+    decay, no_decay = param_groups(model, 5e-4, decay_all=True)
+    assert ids(decay["params"]) == {id(p) for p in model.parameters()}
+    assert no_decay["params"] == []
+
+
+def test_val_size_zero_trains_on_every_image_and_validates_on_none() -> None:
+    config = TrainConfig(dataset="synthetic", val_size=0, train_limit=200, epochs=1,
+                         batch_size=50, device="cpu", precision="fp32", decay_all=True)
+    train, val, test = load_splits(config.validate())
+    assert val is None and len(train) == 200 and len(test) == 1000
+
+    class Decays(Callback):
+        def on_fit_start(self, run: Any) -> None:
+            groups = run.state.optimizer.param_groups
+            self.decayed = sum(len(g["params"]) for g in groups if g["weight_decay"] > 0)
+
+    seen = Decays()
+    model = TinyNet()
+    result = fit(config, model=model, progress=False, callbacks=[seen])
+    assert result.history[0]["val_acc"] is None and result.test is not None
+    assert seen.decayed == len(list(model.parameters()))
 
 
 def test_precision_resolution() -> None:
