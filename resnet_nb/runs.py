@@ -144,6 +144,7 @@ def record(
     *,
     data_file: str | os.PathLike[str] | None = None,
     note: str | None = None,
+    commit: str | None = None,
     max_weights_bytes: int = MAX_WEIGHTS_BYTES,
 ) -> Path:
     """Make ``dest`` a recorded run from the finished run folder ``run_folder``.
@@ -152,8 +153,9 @@ def record(
     the checkpoint's weights alone as ``weights.pt`` and writes
     ``provenance.json``. ``data_file`` is the dataset file the run read (its
     sha256 is recorded). Call it on the machine that made the run, from the
-    repository it ran from: the commit and the machine are read there.
-    ``dest`` must not hold a recorded run already.
+    repository it ran from: the machine is read there, and the commit too
+    unless ``commit`` names the one the run started from. ``dest`` must not
+    hold a recorded run already.
     """
     run = load_run(run_folder)
     saved = load_checkpoint(Path(run_folder) / CHECKPOINT)
@@ -169,11 +171,14 @@ def record(
     atomic_json(metrics, dest / "metrics.json")
     atomic_save(weights, dest / WEIGHTS)
     # Only the package's own files decide what the run computed.
-    dirty = _git("status", "--porcelain", "--", str(Path(__file__).resolve().parent))
+    package = str(Path(__file__).resolve().parent)
+    dirty = None
+    if commit is None:  # the run was made from this checkout, as it is now
+        commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--", package)
     provenance = {
         "recorded": _dt.date.today().isoformat(),
-        "commit": _git("rev-parse", "HEAD"),
-        "package_changed_since_commit": bool(dirty) if dirty is not None else None,
+        "commit": commit,
         "machine": _machine(metrics),
         "python": metrics.get("python"),
         "torch": metrics.get("torch"),
@@ -197,6 +202,8 @@ def record(
         "timing": ("wall_time_s counts from the start of training: every epoch with its "
                    "validation and checkpoint; decoding the dataset (cached) is not included"),
     }
+    if dirty is not None:
+        provenance["package_changed_since_commit"] = bool(dirty)
     if note:
         provenance["note"] = note
     atomic_json(provenance, dest / PROVENANCE)
@@ -322,13 +329,16 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("dest", help="the new folder, e.g. book/reference_runs/NAME")
     rec.add_argument("--data-file", default=None, help="the dataset file the run read")
     rec.add_argument("--note", default=None, help="a sentence on why the run was made")
+    rec.add_argument("--commit", default=None,
+                     help="the commit the run started from (default: the current one)")
     chk = sub.add_parser("check", help="test accuracy of a recorded run's stored weights")
     chk.add_argument("name")
     chk.add_argument("--root", default=None, help="folder of recorded runs")
     args = p.parse_args(argv)
     try:
         if args.command == "record":
-            dest = record(args.run, args.dest, data_file=args.data_file, note=args.note)
+            dest = record(args.run, args.dest, data_file=args.data_file, note=args.note,
+                          commit=args.commit)
             print(f"recorded {display_path(dest.absolute())}")
         else:
             r = check_reference(args.name, root=args.root)
