@@ -14,13 +14,19 @@ reference run under ``book/reference_runs``::
     python benchmarks/time_to_accuracy.py --recipe cpu10 --target 0.85
     python benchmarks/time_to_accuracy.py --profile full --target 0.92 0.94 --device cuda
     python benchmarks/time_to_accuracy.py --run book/reference_runs/h100-resnet20-full --target 0.85 0.94
+
+``--anchor anchor/anchor.json`` (written by ``benchmarks/airbench_anchor.py run`` on
+the same GPU) adds the anchor's test accuracy and time, the time this run took to
+reach that accuracy on its validation split, and the ratio of the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,6 +59,21 @@ def report(history: list[dict], targets: list[float]) -> None:
             print(f"validation accuracy {target:.2%} not reached (best {best:.2%})")
 
 
+def compare_with_anchor(history: list[dict], anchor_file: str) -> None:
+    """Print the anchor's accuracy and time, ours to the same accuracy, and the ratio."""
+    anchor = json.loads(Path(anchor_file).read_text())
+    target, seconds = anchor["accuracy_mean"], anchor["seconds_median"]
+    print(f"anchor: {anchor['script']} on {anchor['gpu']}, {target:.2%} test accuracy "
+          f"(mean of {anchor['runs']} runs) in {seconds:.2f} s (median)")
+    reached = time_to_accuracy(history, min(target, 1.0))
+    if reached is None:
+        print(f"this run never reached {target:.2%} validation accuracy: no ratio")
+    else:
+        ours = reached["wall_time_s"]
+        print(f"this run reached {target:.2%} validation accuracy at {ours:.1f} s: "
+              f"{ours / seconds:.1f}x the anchor's time")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (2 for bad parameters)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], add_help=False)
@@ -60,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="validation accuracies to reach")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None)
     p.add_argument("--run", default=None, help="a finished run folder to read instead of training")
+    p.add_argument("--anchor", default=None,
+                   help="anchor.json of benchmarks/airbench_anchor.py, to compare with")
     p.add_argument("-h", "--help", action="store_true")
     args, rest = p.parse_known_args(argv)
     if args.help:
@@ -87,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"command: {m.get('command', '-')}")
         report(run["history"], args.target)
         print(f"final test accuracy: {m['test_acc']:.2%}; whole run {m['wall_time_s']:.1f} s")
+        if args.anchor:
+            compare_with_anchor(run["history"], args.anchor)
         return 0
     train_argv = (RECIPES[args.recipe] if args.recipe else []) + rest
     try:
@@ -103,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     report(result.history, args.target)
     test = result.test["acc"] if result.test else float("nan")
     print(f"final test accuracy: {test:.2%}; whole run {total:.1f} s")
+    if args.anchor:
+        compare_with_anchor(result.history, args.anchor)
     return 0
 
 

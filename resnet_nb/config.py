@@ -66,7 +66,7 @@ class TrainConfig:
     training split's own channel statistics.
 
     ``precision="auto"`` picks bf16 autocast on GPUs that support it and on CPUs
-    that compute bf16 natively (AMX or AVX-512 bf16), fp16 with a gradient scaler on other CUDA
+    with bf16 matrix units (AMX), fp16 with a gradient scaler on other CUDA
     GPUs, else fp32. ``compile`` wraps the network in ``torch.compile`` (on one
     CUDA device in its CUDA-graph mode). ``stem`` (``"imagenet"`` or
     ``"cifar"``) applies to the ImageNet family (``resnet18`` .. ``resnet152``).

@@ -100,34 +100,21 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them (empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def _cpu_bf16_pays() -> bool:
-    """Whether bf16 autocast speeds training up on this CPU.
+    """Whether bf16 autocast surely speeds training up on this CPU: where it has AMX.
 
-    It does where the CPU computes bf16 products natively: with Intel's AMX
-    matrix units ResNet-20 trains about 1.7x faster, with the AVX-512 bf16
-    instructions (``avx512_bf16``, e.g. on AMD Zen 4) about 1.4x. With
-    AVX2/AVX-512 alone the products are computed in fp32 and the casts cost
-    time: on such a 2-core CPU a ResNet-20 step ran at 0.6-0.8x its fp32 speed.
+    With Intel's AMX matrix units ResNet-20 trains about 1.7x faster in bf16.
+    With the AVX-512 bf16 instructions alone the answer depends on the CPU and
+    the PyTorch version: a 2-core machine with ``avx512_bf16`` ran a ResNet-20
+    step at 0.6-0.8x its fp32 speed, another (AMD EPYC, torch 2.14) at about
+    1.5x. So ``"auto"`` takes bf16 on a CPU only with AMX; elsewhere ask for
+    ``precision="bf16"`` where chapter 3's speed table shows that it pays.
     """
     try:
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return False
         amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(amx and amx()) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-    return bool(amx and amx()) or "avx512_bf16" in _cpu_flags()
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:

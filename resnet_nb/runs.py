@@ -34,6 +34,7 @@ import torch
 
 from resnet_nb.errors import (
     CheckpointError,
+    ParameterError,
     ResnetNbError,
     RunFolderError,
     WeightsNotFoundError,
@@ -47,8 +48,10 @@ __all__ = [
     "REFERENCE_RUNS",
     "WEIGHTS",
     "check_reference",
+    "check_run_name",
     "load_reference",
     "record",
+    "recorded_names",
     "sha256_file",
 ]
 
@@ -145,6 +148,7 @@ def record(
     data_file: str | os.PathLike[str] | None = None,
     note: str | None = None,
     commit: str | None = None,
+    keep_weights: bool = True,
     max_weights_bytes: int = MAX_WEIGHTS_BYTES,
 ) -> Path:
     """Make ``dest`` a recorded run from the finished run folder ``run_folder``.
@@ -154,8 +158,9 @@ def record(
     ``provenance.json``. ``data_file`` is the dataset file the run read (its
     sha256 is recorded). Call it on the machine that made the run, from the
     repository it ran from: the machine is read there, and the commit too
-    unless ``commit`` names the one the run started from. ``dest`` must not
-    hold a recorded run already.
+    unless ``commit`` names the one the run started from. ``keep_weights=False``
+    records the run without its weights (for runs no chapter analyses).
+    ``dest`` must not hold a recorded run already.
     """
     run = load_run(run_folder)
     saved = load_checkpoint(Path(run_folder) / CHECKPOINT)
@@ -166,10 +171,24 @@ def record(
         )
     dest.mkdir(parents=True, exist_ok=True)
     metrics = _portable_metrics(run["metrics"])
-    weights, dtype = _stored_weights(saved["model"], max_weights_bytes)
     atomic_json(run["history"], dest / "history.json")
     atomic_json(metrics, dest / "metrics.json")
-    atomic_save(weights, dest / WEIGHTS)
+    weights_record = None
+    if keep_weights:
+        weights, dtype = _stored_weights(saved["model"], max_weights_bytes)
+        atomic_save(weights, dest / WEIGHTS)
+        weights_record = {
+            "file": WEIGHTS,
+            "sha256": sha256_file(dest / WEIGHTS),
+            "dtype": dtype,
+            "bytes": (dest / WEIGHTS).stat().st_size,
+            "model": metrics.get("config", {}).get("model"),
+            "stem": metrics.get("config", {}).get("stem"),
+            "in_channels": int(saved["model"]["conv1.weight"].shape[1]),
+            "classes": list(saved.get("classes") or metrics.get("classes") or []),
+            "mean": [float(m) for m in saved["stats"]["mean"]],
+            "std": [float(s) for s in saved["stats"]["std"]],
+        }
     # Only the package's own files decide what the run computed.
     package = str(Path(__file__).resolve().parent)
     dirty = None
@@ -187,18 +206,7 @@ def record(
         "command": metrics.get("command"),
         "wall_time_s": metrics.get("wall_time_s"),
         "test_acc": metrics.get("test_acc"),
-        "weights": {
-            "file": WEIGHTS,
-            "sha256": sha256_file(dest / WEIGHTS),
-            "dtype": dtype,
-            "bytes": (dest / WEIGHTS).stat().st_size,
-            "model": metrics.get("config", {}).get("model"),
-            "stem": metrics.get("config", {}).get("stem"),
-            "in_channels": int(saved["model"]["conv1.weight"].shape[1]),
-            "classes": list(saved.get("classes") or metrics.get("classes") or []),
-            "mean": [float(m) for m in saved["stats"]["mean"]],
-            "std": [float(s) for s in saved["stats"]["std"]],
-        },
+        "weights": weights_record,
         "timing": ("wall_time_s counts from the start of training: every epoch with its "
                    "validation and checkpoint; decoding the dataset (cached) is not included"),
     }
@@ -215,18 +223,30 @@ def record(
 # ----------------------------------------------------------------------------
 
 
-def _run_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
+def recorded_names(root: str | os.PathLike[str] | None = None) -> list[str]:
+    """The names of the recorded runs under ``root`` (default :data:`REFERENCE_RUNS`)."""
     base = Path(root) if root is not None else REFERENCE_RUNS
-    folder = base / name
-    if not (folder / PROVENANCE).is_file():
-        known = sorted(p.name for p in base.glob("*") if (p / PROVENANCE).is_file()) \
-            if base.is_dir() else []
-        raise WeightsNotFoundError(
-            f"no recorded run named {name!r} in {display_path(base.absolute())} "
-            f"(recorded runs: {', '.join(known) or 'none'}); pass one of those names, or "
-            "record the run with python -m resnet_nb.runs record"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / PROVENANCE).is_file())
+
+
+def check_run_name(parameter: str, value: Any, root: str | os.PathLike[str] | None = None) -> str:
+    """``value`` if it names a recorded run, else a :class:`ParameterError` listing them."""
+    known = recorded_names(root)
+    if not isinstance(value, str) or value not in known:
+        base = Path(root) if root is not None else REFERENCE_RUNS
+        raise ParameterError(
+            f"parameter {parameter}={value!r} is invalid: it names no recorded run in "
+            f"{display_path(base.absolute())} (recorded runs: {', '.join(known) or 'none'}); "
+            "pass one of those names, or record the run with python -m resnet_nb.runs record"
         )
-    return folder
+    return value
+
+
+def _run_folder(name: str, root: str | os.PathLike[str] | None) -> Path:
+    check_run_name("name", name, root)
+    return (Path(root) if root is not None else REFERENCE_RUNS) / name
 
 
 def load_reference(name: str, *, root: str | os.PathLike[str] | None = None) -> Any:
@@ -329,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("dest", help="the new folder, e.g. book/reference_runs/NAME")
     rec.add_argument("--data-file", default=None, help="the dataset file the run read")
     rec.add_argument("--note", default=None, help="a sentence on why the run was made")
+    rec.add_argument("--no-weights", dest="keep_weights", action="store_false",
+                     help="record history, metrics and provenance only")
     rec.add_argument("--commit", default=None,
                      help="the commit the run started from (default: the current one)")
     chk = sub.add_parser("check", help="test accuracy of a recorded run's stored weights")
@@ -338,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "record":
             dest = record(args.run, args.dest, data_file=args.data_file, note=args.note,
-                          commit=args.commit)
+                          commit=args.commit, keep_weights=args.keep_weights)
             print(f"recorded {display_path(dest.absolute())}")
         else:
             r = check_reference(args.name, root=args.root)

@@ -109,6 +109,11 @@ def test_intro_run_times_and_download(built_book: Path) -> None:
     assert zip_path.is_file() and f'href="../{ext.ZIP_NAME}"' in html
     names = zipfile.ZipFile(zip_path).namelist()
     assert "resnet-nb/notebooks/01_residual_block.ipynb" in names
+    runs_page = (built_book / "book" / "reference_runs.html").read_text()
+    runs_table = re.search(r"<table[^>]*chapter-runtimes.*?</table>", runs_page, re.S)
+    assert runs_table, "the reference-runs page has no table of the runs"
+    for row in ext.recorded_runs(ROOT):
+        assert row["name"] in runs_table.group(0) and row["commit"] in runs_table.group(0), row
 
 
 # ---------------------------------------------------------------- the browser check

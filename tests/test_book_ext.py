@@ -76,3 +76,18 @@ def test_intro_uses_the_directives() -> None:
     assert "```{chapter-runtimes}" in intro and "```{notebooks-download}" in intro
     assert "few minutes" not in intro
     json.dumps(ext.chapter_runtimes(ROOT))  # plain data
+
+
+def test_reference_runs_table_reads_every_recorded_run() -> None:
+    rows = ext.recorded_runs(ROOT)
+    folders = sorted(p.name for p in (ROOT / ext.REFERENCE_DIR).iterdir()
+                     if (p / "metrics.json").is_file())
+    assert [r["name"] for r in rows] == folders
+    for row in rows:
+        metrics = json.loads((ROOT / ext.REFERENCE_DIR / row["name"] / "metrics.json").read_text())
+        assert row["test_acc"] == metrics["test_acc"] and row["command"] == metrics["command"]
+        assert row["commit"] != "?", f"{row['name']} has no commit in its provenance.json"
+    kept = [r for r in rows if r["weights"] != "not kept"]
+    assert kept and all("sha256" in r["weights"] for r in kept)
+    page = (ROOT / "book" / "reference_runs.md").read_text()
+    assert "```{reference-runs}" in page

@@ -11,7 +11,12 @@ import torch
 
 from resnet_nb.cli import main as train_main
 from resnet_nb.engine import predict_logits, synthetic_data
-from resnet_nb.errors import CheckpointError, RunFolderError, WeightsNotFoundError
+from resnet_nb.errors import (
+    CheckpointError,
+    ParameterError,
+    RunFolderError,
+    WeightsNotFoundError,
+)
 from resnet_nb.runs import (
     PROVENANCE,
     REFERENCE_RUNS,
@@ -105,11 +110,20 @@ def test_altered_weights_are_refused_naming_the_run_and_the_fix(recorded: Path) 
 
 
 def test_missing_weights_and_unknown_names_say_what_exists(recorded: Path) -> None:
-    with pytest.raises(WeightsNotFoundError, match=r"'tiny-rn'.*recorded runs: tiny-run"):
+    with pytest.raises(ParameterError, match=r"'tiny-rn'.*recorded runs: tiny-run"):
         load_reference("tiny-rn", root=recorded)
     (recorded / "tiny-run" / WEIGHTS).unlink()
     with pytest.raises(WeightsNotFoundError, match=r"'tiny-run' has no weights.pt.*restore"):
         load_reference("tiny-run", root=recorded)
+
+
+def test_a_run_recorded_without_weights_says_so_when_loaded(
+    finished: Path, tmp_path: Path
+) -> None:
+    record(finished, tmp_path / "light", keep_weights=False)
+    assert not (tmp_path / "light" / WEIGHTS).exists()
+    with pytest.raises(WeightsNotFoundError, match=r"'light' keeps no weights"):
+        load_reference("light", root=tmp_path)
 
 
 def test_record_never_overwrites(finished: Path, recorded: Path) -> None:
@@ -132,7 +146,7 @@ def _recorded_with_weights() -> list[str]:
         return []
     return sorted(
         p.name for p in REFERENCE_RUNS.iterdir()
-        if (p / PROVENANCE).is_file() and "weights" in json.loads((p / PROVENANCE).read_text())
+        if (p / PROVENANCE).is_file() and json.loads((p / PROVENANCE).read_text()).get("weights")
     )
 
 

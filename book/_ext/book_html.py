@@ -15,6 +15,10 @@ And additions:
 - the ``chapter-runtimes`` directive: a table of each chapter's wall time and device,
   read at build time from the provenance cell that ends each chapter's ``.ipynb`` (the
   outputs the book renders), so the figures cannot drift from the chapters;
+- the ``reference-runs`` directive: a table of every recorded run under
+  ``book/reference_runs`` (model, schedule, device, accuracy, wall time, commit, whether
+  its weights are kept) and the command of each, read from its ``metrics.json`` and
+  ``provenance.json`` at build time;
 - the ``notebooks-download`` directive and ``resnet-nb-notebooks.zip``: every chapter
   (``.ipynb`` and ``.py``), the package, ``pyproject.toml`` and the README in one zip,
   written into the HTML output at the end of the build.
@@ -138,6 +142,73 @@ class ChapterRuntimes(Directive):
         return [_table(["chapter", "title", "wall time", "device"], body)]
 
 
+# ------------------------------------------------------------------ recorded runs
+
+REFERENCE_DIR = "book/reference_runs"
+
+
+def recorded_runs(srcdir: Path) -> list[dict[str, Any]]:
+    """One row per recorded run folder (one with a ``metrics.json``), sorted by name."""
+    rows = []
+    for folder in sorted((Path(srcdir) / REFERENCE_DIR).iterdir()):
+        if not (folder / "metrics.json").is_file():
+            continue
+        metrics = json.loads((folder / "metrics.json").read_text())
+        prov_file = folder / "provenance.json"
+        prov = json.loads(prov_file.read_text()) if prov_file.is_file() else {}
+        config = metrics.get("config", {})
+        model = str(config.get("model", "?")) + (f" ({config['stem']} stem)"
+                                                 if config.get("stem") else "")
+        weights = prov.get("weights")
+        rows.append({
+            "name": folder.name,
+            "model": model,
+            "schedule": f"{config.get('epochs')} x {config.get('batch_size')}, "
+                        f"{config.get('schedule', '?')}",
+            "device": metrics.get("device_name") or metrics.get("device", "?"),
+            "test_acc": metrics.get("test_acc"),
+            "wall_time_s": metrics.get("wall_time_s"),
+            "commit": (prov.get("commit") or "?")[:10],
+            "weights": (f"{weights['file']} ({weights['dtype']}, sha256 "
+                        f"{weights['sha256'][:12]})" if weights else "not kept"),
+            "command": metrics.get("command", "?"),
+        })
+    return rows
+
+
+class ReferenceRuns(Directive):
+    """``{reference-runs}``: every recorded run, read from its files at build time."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        env = self.state.document.settings.env
+        srcdir = Path(env.srcdir)
+        rows = recorded_runs(srcdir)
+        for row in rows:
+            for name in ("metrics.json", "provenance.json"):
+                env.note_dependency(str(srcdir / REFERENCE_DIR / row["name"] / name))
+        body = [
+            [r["name"], r["model"], r["schedule"], r["device"],
+             "-" if r["test_acc"] is None else f"{r['test_acc']:.2%}",
+             "-" if r["wall_time_s"] is None else format_duration(r["wall_time_s"]),
+             r["commit"], r["weights"]]
+            for r in rows
+        ]
+        table = _table(["run", "model", "epochs x batch", "device", "test accuracy",
+                        "wall time", "commit", "weights"], body)
+        commands = nodes.bullet_list()
+        for r in rows:
+            item = nodes.list_item()
+            para = nodes.paragraph()
+            para += nodes.strong(text=r["name"])
+            para += nodes.Text(": ")
+            para += nodes.literal(text=r["command"])
+            item += para
+            commands += item
+        return [table, commands]
+
+
 # ------------------------------------------------------------------ the notebooks zip
 
 
@@ -252,4 +323,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("build-finished", _write_zip)
     app.add_directive("chapter-runtimes", ChapterRuntimes)
     app.add_directive("notebooks-download", NotebooksDownload)
+    app.add_directive("reference-runs", ReferenceRuns)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
