@@ -316,7 +316,8 @@ def check_reference(name: str, *, root: str | os.PathLike[str] | None = None) ->
     """Evaluate recorded run ``name``'s stored weights on its test split.
 
     Returns ``{"recorded": ..., "measured": ..., "n": ...}`` (test accuracies as
-    fractions), evaluated in float32 on the CPU.
+    fractions), evaluated on the CPU in the precision the run evaluated in
+    (bf16 autocast or fp32, as its ``metrics.json`` records).
     """
     import json
 
@@ -330,8 +331,12 @@ def check_reference(name: str, *, root: str | os.PathLike[str] | None = None) ->
     if dataset not in loaders:
         raise ResnetNbError(f"recorded run {name!r} trained on {dataset!r}, which has no test split")
     source = load_reference(name, root=root)
+    precision = metrics.get("precision") if metrics.get("precision") in ("bf16", "fp32") \
+        else "fp32"
+    config = metrics.get("config", {})
     result = evaluate(source.model, loaders[dataset]("test"), mean=source.mean, std=source.std,
-                      precision="fp32")
+                      precision=precision, channels_last=bool(config.get("channels_last")),
+                      batch_size=max(int(config.get("batch_size", 500)), 500))
     return {"recorded": metrics.get("test_acc"), "measured": result["acc"], "n": result["n"]}
 
 
