@@ -97,6 +97,7 @@ from resnet_nb.report import (
     portable_text,
     provenance,
 )
+from resnet_nb.runs import check_run_name, load_reference
 from resnet_nb.train import (
     TrainConfig,
     evaluate,
@@ -109,9 +110,11 @@ from resnet_nb.viz import use_book_style
 use_book_style()  # readable fonts; figures as SVG
 
 # %% tags=["parameters"]
-# "checkpoint" (our engine's, works offline) or "imagenet" (torchvision)
-source = "checkpoint"
-# written by `python -m resnet_nb.train --profile quick`
+# "recorded" (the book's recorded network), "checkpoint" (a run of our
+# engine) or "imagenet" (torchvision's weights)
+source = "recorded"
+reference_run = "cpu-resnet20-strong"  # source="recorded": its name
+# source="checkpoint": written by `python -m resnet_nb.train --profile quick`
 checkpoint = "../runs/quick/checkpoint.pt"
 # CIFAR-10 images and epochs of the source run trained here when
 # `checkpoint` is missing
@@ -144,7 +147,9 @@ device = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
 seed = 0  # seeds label budgets, heads, data order and augmentation
 
 # %%
-check_choice("source", source, ("checkpoint", "imagenet"))
+check_choice("source", source, ("recorded", "checkpoint", "imagenet"))
+if source == "recorded":
+    check_run_name("reference_run", reference_run)
 if not isinstance(checkpoint, str) or not checkpoint:
     raise ParameterError(
         f"parameter checkpoint={checkpoint!r} is invalid: give a file path"
@@ -199,13 +204,17 @@ print(f"device: {device_name(dev)}")
 # %% [markdown]
 # ## The pretrained source
 #
-# The default source is a checkpoint written by the training engine:
-# `python -m resnet_nb.train --profile quick` trains a ResNet-20 on CIFAR-10
-# and writes `runs/quick/checkpoint.pt`. If there is none, this chapter trains
-# a smaller one itself (and keeps it in the cache folder for the next run).
-# `load_checkpoint_source` rebuilds the network named in the checkpoint's
-# config, loads the weights and keeps the normalisation statistics of the
+# The default source is the book's recorded ResNet-20: a run of the training
+# engine on all 45,000 CIFAR-10 training images, kept in the repository with
+# its weights, history and provenance (see {ref}`reference-runs`).
+# `load_reference` rebuilds the network named in the run's recorded
+# configuration, checks the weights file's sha256 and loads it with
+# `weights_only=True`. It also returns the normalisation statistics of the
 # source's training data: the weights expect their inputs prepared that way.
+# With `source="checkpoint"` the source is a run folder of your own
+# (`python -m resnet_nb.train --profile quick` writes
+# `runs/quick/checkpoint.pt`; if there is none, the chapter trains a small
+# one itself and keeps it in the cache folder for the next run).
 
 # %%
 if source == "imagenet":
@@ -213,6 +222,9 @@ if source == "imagenet":
         imagenet_arch, path=imagenet_weights, image_size=imagenet_size
     )
     source_origin = "given"
+elif source == "recorded":
+    src = load_reference(reference_run)
+    source_origin = "recorded"
 else:
     ckpt = Path(checkpoint)
     source_origin = "given" if ckpt.is_file() else "cached"
@@ -375,7 +387,7 @@ def bn_drift(model: torch.nn.Module) -> tuple[float, float]:
 
 def source_task_acc(model: torch.nn.Module) -> float | None:
     """Accuracy of the backbone with the source head on CIFAR-10 test."""
-    if source != "checkpoint":
+    if source == "imagenet":
         return None
     m = copy.deepcopy(model)
     m.fc = copy.deepcopy(src.model.fc)
@@ -737,6 +749,7 @@ display(Markdown(
 k_lo, k_hi = min(budgets), max(budgets)
 origin = {
     "given": ".",
+    "recorded": " (a recorded run; see the reference runs).",
     "trained": " (trained in this run, as no checkpoint was found).",
     "cached": " (no checkpoint was found; an earlier run of this chapter "
               "trained it and kept it in the cache).",
@@ -769,9 +782,9 @@ display(Markdown("\n".join([
 # %% [markdown]
 # These runs are short (around a hundred optimizer steps each) so that the
 # chapter runs on a laptop CPU; the full profile trains longer, on more
-# labels, from a longer source run. How much a pretrained start helps depends
-# on how good and how related the source is: a source trained for a few CPU
-# minutes on CIFAR-10 carries weaker features than ImageNet weights.
+# labels. How much a pretrained start helps depends on how good and how
+# related the source is: a ResNet-20 trained on 45,000 small CIFAR-10 images
+# carries far fewer and narrower features than ImageNet weights.
 #
 # ## Exercises
 #
@@ -792,7 +805,8 @@ display(Markdown("\n".join([
 # %%
 record = provenance(
     params={
-        "source": source, "checkpoint": checkpoint,
+        "source": source, "reference_run": reference_run,
+        "checkpoint": checkpoint,
         "source_images": source_images, "source_epochs": source_epochs,
         "imagenet_arch": imagenet_arch, "imagenet_weights": imagenet_weights,
         "imagenet_size": imagenet_size, "target": target,
