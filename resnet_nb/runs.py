@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -259,8 +260,6 @@ def load_reference(name: str, *, root: str | os.PathLike[str] | None = None) -> 
     :class:`WeightsNotFoundError` / :class:`CheckpointError` naming the run
     and how to restore it.
     """
-    import json
-
     from resnet_nb.finetune import Source, load_weights
     from resnet_nb.models import build_model
 
@@ -319,8 +318,6 @@ def check_reference(name: str, *, root: str | os.PathLike[str] | None = None) ->
     fractions), evaluated on the CPU in the precision the run evaluated in
     (bf16 autocast or fp32, as its ``metrics.json`` records).
     """
-    import json
-
     from resnet_nb import data
     from resnet_nb.engine import evaluate
 

@@ -148,30 +148,21 @@ REFERENCE_DIR = "book/reference_runs"
 
 
 def recorded_runs(srcdir: Path) -> list[dict[str, Any]]:
-    """One row per recorded run folder (one with a ``metrics.json``), sorted by name."""
+    """One row per recorded run folder, sorted by name, read by ``resnet_nb.report``."""
+    from resnet_nb.report import reference_runs, run_summary
+
     rows = []
-    for folder in sorted((Path(srcdir) / REFERENCE_DIR).iterdir()):
-        if not (folder / "metrics.json").is_file():
-            continue
-        metrics = json.loads((folder / "metrics.json").read_text())
-        prov_file = folder / "provenance.json"
-        prov = json.loads(prov_file.read_text()) if prov_file.is_file() else {}
-        config = metrics.get("config", {})
-        model = str(config.get("model", "?")) + (f" ({config['stem']} stem)"
-                                                 if config.get("stem") else "")
-        weights = prov.get("weights")
+    for run in reference_runs(Path(srcdir) / REFERENCE_DIR):
+        summary = run_summary(run, targets=())
+        weights = run["provenance"].get("weights")
+        schedule = run["metrics"].get("config", {}).get("schedule", "?")
         rows.append({
-            "name": folder.name,
-            "model": model,
-            "schedule": f"{config.get('epochs')} x {config.get('batch_size')}, "
-                        f"{config.get('schedule', '?')}",
-            "device": metrics.get("device_name") or metrics.get("device", "?"),
-            "test_acc": metrics.get("test_acc"),
-            "wall_time_s": metrics.get("wall_time_s"),
-            "commit": (prov.get("commit") or "?")[:10],
+            **summary,
+            "schedule": f"{summary['epochs']} x {summary['batch_size']}, {schedule}",
+            "commit": (summary["commit"] or "?")[:10],
             "weights": (f"{weights['file']} ({weights['dtype']}, sha256 "
                         f"{weights['sha256'][:12]})" if weights else "not kept"),
-            "command": metrics.get("command", "?"),
+            "command": summary["command"] or "?",
         })
     return rows
 
