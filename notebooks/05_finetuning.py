@@ -35,7 +35,9 @@
 #   you do not {cite}`ioffe2015batch`;
 # * compare five strategies - from scratch, linear probe, full fine-tuning,
 #   discriminative learning rates and gradual unfreezing - across label
-#   budgets, each one run of the book's training engine;
+#   budgets, each one run of the book's training engine, live with one seed
+#   and in a recorded sweep over several seeds that shows which differences
+#   are real;
 # * use the result: top-k predictions on real images, export to TorchScript
 #   and ONNX with a parity check, and Grad-CAM maps {cite}`selvaraju2017gradcam`
 #   of what the model looks at.
@@ -97,7 +99,14 @@ from resnet_nb.report import (
     portable_text,
     provenance,
 )
-from resnet_nb.runs import check_run_name, load_reference
+from resnet_nb.runs import REFERENCE_RUNS, check_run_name, load_reference
+from resnet_nb.sweep import (
+    clear_leads,
+    epochs_for_budget,
+    leaders,
+    load_sweep,
+    summarise,
+)
 from resnet_nb.train import (
     TrainConfig,
     evaluate,
@@ -145,11 +154,14 @@ batch_size = 32  # batch size of every transfer run
 precision = "auto"  # "auto" (bf16 where it is fast), "bf16", "fp16", "fp32"
 device = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"
 seed = 0  # seeds label budgets, heads, data order and augmentation
+# the recorded sweep of every strategy at every budget over several seeds
+recorded_sweep = "cpu-finetune-sweep"
 
 # %%
 check_choice("source", source, ("recorded", "checkpoint", "imagenet"))
 if source == "recorded":
-    check_run_name("reference_run", reference_run)
+    check_run_name("reference_run", reference_run, kind="training")
+check_run_name("recorded_sweep", recorded_sweep, kind="sweep")
 if not isinstance(checkpoint, str) or not checkpoint:
     raise ParameterError(
         f"parameter checkpoint={checkpoint!r} is invalid: give a file path"
@@ -303,7 +315,7 @@ if largest > int(counts.min()):
         f"{target} has {int(counts.min())} training images"
     )
 epochs_for = {
-    k: max(1, train_images // (k * len(classes))) for k in budgets
+    k: epochs_for_budget(train_images, k, len(classes)) for k in budgets
 }
 display(Markdown(
     "| labels per class | labelled images | epochs |\n|---:|---:|---:|\n"
@@ -572,40 +584,29 @@ plt.show()
 # test set alone makes each accuracy uncertain: on $n$ test images an
 # accuracy $p$ has a standard error of $\sqrt{p(1-p)/n}$. A different seed
 # also draws other labelled images, another head and another batch order,
-# which moves results further, most at the smallest budgets; this live run
-# has one seed and does not measure that spread. The mean and standard
-# deviation over three or more seeds is a job for the full profile on a GPU,
-# not recorded yet. So we name a strategy best only where it leads the
-# runner-up by a wide margin: more than four standard errors of the
-# difference from the test set and at least 10 points, a deliberately
-# generous allowance for the seed.
+# which moves results further, most at the smallest budgets. One seed cannot
+# measure that spread, so this live run names no best strategy; the recorded
+# sweep in the next section does, where the seeds allow.
 
 # %%
 n_test = len(target_test)
-margin_points = 10.0  # at least this lead (points) to name a best strategy
-best, lines = {}, []
+lines = []
 for k in budgets:
     ranked = sorted(ft.STRATEGIES, key=lambda s: acc[s, k], reverse=True)
     top, second = ranked[0], ranked[1]
-    lead = (acc[top, k] - acc[second, k]) * 100
     se = 100 * math.sqrt(sum(acc[s, k] * (1 - acc[s, k])
                              for s in (top, second)) / n_test)
-    clear = lead > max(4 * se, margin_points)
-    best[k] = top if clear else None
     lines.append(
-        f"At {k} labels per class **{top}** ({acc[top, k]:.1%}) leads "
-        f"**{second}** ({acc[second, k]:.1%}) by {lead:.1f} points "
-        f"(test-set standard error of the difference: {se:.1f}): "
-        + ("a clear lead even allowing for the seed."
-           if clear else
-           "too close to call with one seed.")
-    )
+        f"At {k} labels per class {top} ({acc[top, k]:.1%}) is ahead of "
+        f"{second} ({acc[second, k]:.1%}) by "
+        f"{(acc[top, k] - acc[second, k]) * 100:.1f} points, with a "
+        f"test-set standard error of the difference of {se:.1f}.")
 for k in (min(budgets), max(budgets)):
     pretrained = [s for s in ft.STRATEGIES if s != "scratch"]
     top = max(pretrained, key=lambda s: acc[s, k])
     gap = acc[top, k] - acc["scratch", k]
     lines.append(
-        f"At {k} per class the best pretrained start ({top}, "
+        f"At {k} per class the highest pretrained start in this run ({top}, "
         f"{acc[top, k]:.1%}) is {abs(gap) * 100:.1f} points "
         f"{'above' if gap >= 0 else 'below'} training from scratch "
         f"({acc['scratch', k]:.1%}).")
@@ -620,6 +621,116 @@ lines.append(
     "epochs over them.")
 display(Markdown("{numref}`fig-budgets` plots the table. "
                  + " ".join(lines)))
+
+# %% [markdown]
+# ## Every strategy at every budget, over several seeds (recorded)
+#
+# The same grid, recorded with `python -m resnet_nb.sweep` (see
+# {ref}`reference-runs`): every cell is one `ft.transfer` run as above, over
+# several seeds, each measured on the whole test split. A seed draws the
+# labelled images, the new head, the batch order and the augmentation; the
+# test images are the same for every cell. The cell below prints how the
+# sweep's settings differ from this chapter's live run.
+
+# %%
+sweep = load_sweep(REFERENCE_RUNS / recorded_sweep)
+sw_info, sw_config = sweep["sweep"], sweep["sweep"]["config"]
+summary = summarise(sweep["results"])
+sw_budgets, sw_strategies = sw_config["budgets"], sw_config["strategies"]
+n_seeds, sw_test = len(sw_config["seeds"]), sw_info["test_images"]
+print(f"recorded sweep {recorded_sweep}: {len(sw_strategies)} strategies x "
+      f"{len(sw_budgets)} budgets x {n_seeds} seeds = "
+      f"{len(sweep['results'])} runs, {sw_test:,} test images, "
+      f"on {sw_info['device_name']}")
+print(f"source: {sw_info['source']}")
+live = {"target": target, "budgets": budgets, "train_images": train_images,
+        "test_images": test_images, "lrs": lrs, "lr_decay": lr_decay,
+        "batch_size": batch_size,
+        "reference_run": reference_run if source == "recorded" else None}
+for key, value in live.items():
+    if sw_config.get(key) != value:
+        theirs, ours = ("all" if v is None and key == "test_images" else v
+                        for v in (sw_config.get(key), value))
+        print(f"  {key}: sweep {theirs}, this run {ours}")
+
+# %%
+display(Markdown(
+    "| strategy | "
+    + " | ".join(f"{k} per class" for k in sw_budgets) + " |\n|---|"
+    + "---:|" * len(sw_budgets) + "\n"
+    + "\n".join(
+        f"| {s} | " + " | ".join(
+            f"{summary[s, k]['mean']:.1%} ± {summary[s, k]['sd']:.1%}"
+            for k in sw_budgets) + " |"
+        for s in sw_strategies)
+    + f"\n\nMean ± standard deviation over {n_seeds} seeds of the test "
+      f"accuracy on {sw_test:,} images (recorded sweep {recorded_sweep})."
+))
+
+# %% mystnb={"figure": {"caption": "Test accuracy against labelled images per class from the recorded sweep cpu-finetune-sweep: the mean over seeds of every strategy, with bars of one standard deviation either side.", "name": "fig-budgets-recorded"}, "image": {"alt": "A line chart with a logarithmic x axis of labelled images per class and test accuracy in percent on the y axis: for each of the five strategies a line through the mean accuracy at each label budget, with error bars of one standard deviation over seeds."}}
+fig, ax = plt.subplots(figsize=(6.5, 4.2))
+for i, s in enumerate(sw_strategies):
+    shift = 1 + 0.03 * (i - (len(sw_strategies) - 1) / 2)  # keep bars apart
+    ax.errorbar([k * shift for k in sw_budgets],
+                [summary[s, k]["mean"] * 100 for k in sw_budgets],
+                yerr=[summary[s, k]["sd"] * 100 for k in sw_budgets],
+                marker="o", capsize=3, label=s)
+ax.set_xscale("log")
+ax.set_xticks(sw_budgets, [str(k) for k in sw_budgets])
+ax.minorticks_off()
+ax.set_xlabel("labelled images per class")
+ax.set_ylabel("test accuracy (%)")
+ax.set_title(f"{sw_config['target']}: recorded sweep, {n_seeds} seeds")
+ax.grid(alpha=0.3)
+ax.legend(loc="best", framealpha=0.8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# A strategy is named best at a budget only where its interval, mean ± one
+# standard deviation over seeds, lies wholly above the interval of every
+# other strategy.
+
+# %%
+worst_se = max(v["test_se"] for v in summary.values())
+sds = {key: v["sd"] for key, v in summary.items()}
+widest = max(sds, key=sds.get)
+sw_best, lines = {}, [
+    f"With {sw_test:,} test images the standard error that the test set "
+    f"puts on one accuracy is at most {worst_se * 100:.2f} points. The seed "
+    f"moves results more: the standard deviations over seeds run from "
+    f"{min(sds.values()) * 100:.1f} to {max(sds.values()) * 100:.1f} points, "
+    f"the largest for {widest[0]} at {widest[1]} labels per class."]
+def shown(s, k):
+    return f"{s} ({summary[s, k]['mean']:.1%} ± {summary[s, k]['sd']:.1%})"
+
+
+for k in sw_budgets:
+    top, second, clear = clear_leads(summary, k)
+    group = leaders(summary, k)
+    below = [s for s in sw_strategies if s not in group]
+    sw_best[k] = top if clear else None
+    if clear:
+        lines.append(f"At {k} labels per class {shown(top, k)} is best: its "
+                     f"interval lies above every other, the runner-up being "
+                     f"{shown(second, k)}.")
+    else:
+        lines.append(
+            f"At {k} labels per class the intervals of "
+            + ", ".join(shown(s, k) for s in group)
+            + " overlap: the seeds cannot rank them"
+            + (f", while {' and '.join(below)} lie wholly below."
+               if below else "."))
+sw_lo, sw_hi = min(sw_budgets), max(sw_budgets)
+for k in (sw_lo, sw_hi):
+    top = max((s for s in sw_strategies if s != "scratch"),
+              key=lambda s: summary[s, k]["mean"])
+    gap = summary[top, k]["mean"] - summary["scratch", k]["mean"]
+    lines.append(
+        f"At {k} per class the best pretrained start on average ({top}) is "
+        f"{abs(gap) * 100:.1f} points {'above' if gap >= 0 else 'below'} "
+        f"training from scratch.")
+display(Markdown(" ".join(lines)))
 
 # %% [markdown]
 # ## Using the model: predictions
@@ -754,7 +865,18 @@ origin = {
     "cached": " (no checkpoint was found; an earlier run of this chapter "
               "trained it and kept it in the cache).",
 }[source_origin]
-named = [f"{best[k]} at {k} labels per class" for k in budgets if best[k]]
+named = [f"{sw_best[k]} at {k} labels per class" for k in sw_budgets
+         if sw_best[k]]
+def listed(names):
+    quoted = [f"`{n}`" for n in names]
+    return (", ".join(quoted[:-1]) + " and " + quoted[-1]
+            if len(quoted) > 1 else "".join(quoted))
+
+
+groups = {k: leaders(summary, k) for k in sw_budgets}
+always = [s for s in sw_strategies if all(s in groups[k] for k in sw_budgets)]
+never = [s for s in sw_strategies
+         if not any(s in groups[k] for k in sw_budgets)]
 display(Markdown("\n".join([
     f"* The source was {portable_text(src.description)}{origin}",
     "* Loading checks the architecture: other networks' weights fail with "
@@ -767,14 +889,19 @@ display(Markdown("\n".join([
     "* Discriminative rates are parameter groups with an `lr_scale`, "
     "gradual unfreezing a callback: every strategy is one run of the "
     "training engine.",
-    f"* One seed: from scratch reached {acc['scratch', k_lo]:.1%} at "
+    f"* Live, one seed: from scratch reached {acc['scratch', k_lo]:.1%} at "
     f"{k_lo} and {acc['scratch', k_hi]:.1%} at {k_hi} labels per class, "
-    f"the best pretrained start "
+    f"the highest pretrained start "
     f"{max(acc[s, k_lo] for s in ft.STRATEGIES if s != 'scratch'):.1%} and "
-    f"{max(acc[s, k_hi] for s in ft.STRATEGIES if s != 'scratch'):.1%}. "
-    + ("Clear leads: " + "; ".join(named) + "."
-       if named else
-       "No strategy led the runner-up by a clear margin at any budget."),
+    f"{max(acc[s, k_hi] for s in ft.STRATEGIES if s != 'scratch'):.1%}.",
+    f"* Recorded, {n_seeds} seeds: "
+    + ("best strategy " + "; ".join(named) + ". "
+       if named else "no strategy's interval clears all others at any "
+       "budget. ")
+    + (f"{listed(always)} lead at every budget, within each other's "
+       "intervals. " if len(always) > 1 else "")
+    + (f"{listed(never)} lie below the leaders at every budget."
+       if never else ""),
     f"* TorchScript and ONNX reproduce the eager logits to "
     f"{max(parity['torchscript'], parity['onnx']):.0e}.",
 ])))

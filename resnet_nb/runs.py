@@ -44,6 +44,7 @@ from resnet_nb.report import display_path, load_run, portable_text
 from resnet_nb.state import CHECKPOINT, atomic_json, atomic_save, load_checkpoint
 
 __all__ = [
+    "KINDS",
     "MAX_WEIGHTS_BYTES",
     "PROVENANCE",
     "REFERENCE_RUNS",
@@ -122,11 +123,15 @@ def _machine(metrics: dict[str, Any]) -> dict[str, Any]:
     return machine
 
 
-def _data_record(metrics: dict[str, Any], data_file: str | os.PathLike[str] | None) -> dict:
+def _data_record(metrics: dict[str, Any], data_file: Any) -> dict:
     record: dict[str, Any] = {"source": portable_text(str(metrics.get("data_source", "")))}
-    if data_file is not None:
-        record["file"] = display_path(os.path.abspath(data_file))
-        record["sha256"] = sha256_file(data_file)
+    files = _as_list(data_file)
+    if len(files) == 1:
+        record["file"] = display_path(os.path.abspath(files[0]))
+        record["sha256"] = sha256_file(files[0])
+    elif files:
+        record["files"] = [{"file": display_path(os.path.abspath(f)), "sha256": sha256_file(f)}
+                           for f in files]
     return record
 
 
@@ -163,13 +168,18 @@ def record(
     records the run without its weights (for runs no chapter analyses).
     ``dest`` must not hold a recorded run already.
     """
-    run = load_run(run_folder)
-    saved = load_checkpoint(Path(run_folder) / CHECKPOINT)
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise RunFolderError(
             f"{dest} already exists and is not empty: record into a new folder, or remove it first"
         )
+    from resnet_nb.sweep import SWEEP
+
+    if (Path(run_folder) / SWEEP).is_file():
+        return _record_sweep(run_folder, dest, data_files=_as_list(data_file), note=note,
+                             commit=commit)
+    run = load_run(run_folder)
+    saved = load_checkpoint(Path(run_folder) / CHECKPOINT)
     dest.mkdir(parents=True, exist_ok=True)
     metrics = _portable_metrics(run["metrics"])
     atomic_json(run["history"], dest / "history.json")
@@ -190,12 +200,7 @@ def record(
             "mean": [float(m) for m in saved["stats"]["mean"]],
             "std": [float(s) for s in saved["stats"]["std"]],
         }
-    # Only the package's own files decide what the run computed.
-    package = str(Path(__file__).resolve().parent)
-    dirty = None
-    if commit is None:  # the run was made from this checkout, as it is now
-        commit = _git("rev-parse", "HEAD")
-        dirty = _git("status", "--porcelain", "--", package)
+    commit, dirty = _commit(commit)
     provenance = {
         "recorded": _dt.date.today().isoformat(),
         "commit": commit,
@@ -211,11 +216,84 @@ def record(
         "timing": ("wall_time_s counts from the start of training: every epoch with its "
                    "validation and checkpoint; decoding the dataset (cached) is not included"),
     }
+    _finish(provenance, dest, dirty=dirty, note=note)
+    return dest
+
+
+def _as_list(data_file: Any) -> list[Any]:
+    if data_file is None:
+        return []
+    return list(data_file) if isinstance(data_file, (list, tuple)) else [data_file]
+
+
+def _commit(commit: str | None) -> tuple[str | None, str | None]:
+    """(commit, uncommitted changes of the package or None when ``commit`` was given)."""
+    if commit is not None:  # the run started from this commit: name it in full
+        return _git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}") or commit, None
+    # The run was made from this checkout, as it is now; only the package's own
+    # files decide what the run computed.
+    package = str(Path(__file__).resolve().parent)
+    return _git("rev-parse", "HEAD"), _git("status", "--porcelain", "--", package)
+
+
+def _finish(provenance: dict[str, Any], dest: Path, *, dirty: str | None,
+            note: str | None) -> None:
     if dirty is not None:
         provenance["package_changed_since_commit"] = bool(dirty)
     if note:
         provenance["note"] = note
     atomic_json(provenance, dest / PROVENANCE)
+
+
+def _record_sweep(folder: str | os.PathLike[str], dest: Path, *, data_files: list[Any],
+                  note: str | None, commit: str | None) -> Path:
+    """Record a finished fine-tuning sweep (:mod:`resnet_nb.sweep`): its settings, every
+    cell and the provenance; no weights."""
+    from resnet_nb.sweep import RESULTS, SWEEP, load_sweep
+
+    sweep = load_sweep(folder)
+    info = sweep["sweep"]
+    expected = len(info["config"]["seeds"]) * len(info["config"]["budgets"]) * len(
+        info["config"]["strategies"])
+    if not info.get("finished") or len(sweep["results"]) != expected:
+        raise RunFolderError(
+            f"the sweep in {display_path(Path(folder).absolute())} is not finished "
+            f"({len(sweep['results'])} of {expected} cells): finish it with "
+            "python -m resnet_nb.sweep ... --resume, then record it"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    info = dict(info)
+    for key in ("command", "source"):
+        if isinstance(info.get(key), str):
+            info[key] = portable_text(info[key])
+    atomic_json(info, dest / SWEEP)
+    atomic_json(sweep["results"], dest / RESULTS)
+    commit, dirty = _commit(commit)
+    config = info["config"]
+    provenance = {
+        "kind": "sweep",
+        "recorded": _dt.date.today().isoformat(),
+        "commit": commit,
+        "machine": _machine(info),
+        "python": info.get("python"),
+        "torch": info.get("torch"),
+        "torchvision": info.get("torchvision"),
+        "source_run": config.get("reference_run") if config.get("source") == "recorded"
+        else None,
+        "source": info.get("source"),
+        "data": {
+            "source": config.get("target"),
+            "files": [{"file": display_path(os.path.abspath(f)), "sha256": sha256_file(f)}
+                      for f in data_files],
+        },
+        "command": info.get("command"),
+        "cells": len(sweep["results"]),
+        "wall_time_s": info.get("wall_time_s"),
+        "weights": None,
+        "timing": ("wall_time_s is the sum of the cells' wall times: each cell's training "
+                   "and its one evaluation on the test images"),
+    }
+    _finish(provenance, dest, dirty=dirty, note=note)
     return dest
 
 
@@ -224,22 +302,38 @@ def record(
 # ----------------------------------------------------------------------------
 
 
-def recorded_names(root: str | os.PathLike[str] | None = None) -> list[str]:
-    """The names of the recorded runs under ``root`` (default :data:`REFERENCE_RUNS`)."""
+KINDS = ("training", "sweep")
+
+
+def recorded_names(root: str | os.PathLike[str] | None = None, *,
+                   kind: str | None = None) -> list[str]:
+    """The names of the recorded runs under ``root`` (default :data:`REFERENCE_RUNS`).
+
+    ``kind="training"`` lists training runs only (``python -m resnet_nb.train``),
+    ``kind="sweep"`` fine-tuning sweeps only (``python -m resnet_nb.sweep``).
+    """
     base = Path(root) if root is not None else REFERENCE_RUNS
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / PROVENANCE).is_file())
+    names = sorted(p.name for p in base.iterdir() if (p / PROVENANCE).is_file())
+    if kind is None:
+        return names
+    return [n for n in names
+            if json.loads((base / n / PROVENANCE).read_text()).get("kind", "training") == kind]
 
 
-def check_run_name(parameter: str, value: Any, root: str | os.PathLike[str] | None = None) -> str:
-    """``value`` if it names a recorded run, else a :class:`ParameterError` listing them."""
-    known = recorded_names(root)
+def check_run_name(parameter: str, value: Any, root: str | os.PathLike[str] | None = None, *,
+                   kind: str | None = None) -> str:
+    """``value`` if it names a recorded run (of ``kind``), else a :class:`ParameterError`
+    listing them."""
+    known = recorded_names(root, kind=kind)
     if not isinstance(value, str) or value not in known:
         base = Path(root) if root is not None else REFERENCE_RUNS
+        what = {"training": "recorded training run", "sweep": "recorded sweep"}.get(
+            str(kind), "recorded run")
         raise ParameterError(
-            f"parameter {parameter}={value!r} is invalid: it names no recorded run in "
-            f"{display_path(base.absolute())} (recorded runs: {', '.join(known) or 'none'}); "
+            f"parameter {parameter}={value!r} is invalid: it names no {what} in "
+            f"{display_path(base.absolute())} ({what}s: {', '.join(known) or 'none'}); "
             "pass one of those names, or record the run with python -m resnet_nb.runs record"
         )
     return value
@@ -269,6 +363,11 @@ def load_reference(name: str, *, root: str | os.PathLike[str] | None = None) -> 
     shown = display_path(folder.absolute())
     restore = (f"restore it from the repository (git checkout -- {shown}/{WEIGHTS}) or "
                "record the run again")
+    if provenance.get("kind") == "sweep":
+        raise ParameterError(
+            f"recorded run {name!r} is a fine-tuning sweep, which has no network to load: "
+            "read it with resnet_nb.sweep.load_sweep, or name a training run"
+        )
     if not info:
         raise WeightsNotFoundError(
             f"recorded run {name!r} keeps no weights (its {PROVENANCE} has no 'weights' entry): "
@@ -321,13 +420,12 @@ def check_reference(name: str, *, root: str | os.PathLike[str] | None = None) ->
     from resnet_nb import data
     from resnet_nb.engine import evaluate
 
-    folder = _run_folder(name, root)
-    metrics = json.loads((folder / "metrics.json").read_text())
+    source = load_reference(name, root=root)
+    metrics = json.loads((_run_folder(name, root) / "metrics.json").read_text())
     dataset = metrics.get("config", {}).get("dataset", "cifar10")
     loaders = {"cifar10": data.load_cifar10, "fashion_mnist": data.load_fashion_mnist}
     if dataset not in loaders:
         raise ResnetNbError(f"recorded run {name!r} trained on {dataset!r}, which has no test split")
-    source = load_reference(name, root=root)
     precision = metrics.get("precision") if metrics.get("precision") in ("bf16", "fp32") \
         else "fp32"
     config = metrics.get("config", {})
@@ -349,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     rec = sub.add_parser("record", help="keep a finished run folder as a recorded run")
     rec.add_argument("run", help="the run folder (--out of python -m resnet_nb.train)")
     rec.add_argument("dest", help="the new folder, e.g. book/reference_runs/NAME")
-    rec.add_argument("--data-file", default=None, help="the dataset file the run read")
+    rec.add_argument("--data-file", default=None, nargs="+",
+                     help="the dataset file(s) the run read (their sha256 is recorded)")
     rec.add_argument("--note", default=None, help="a sentence on why the run was made")
     rec.add_argument("--no-weights", dest="keep_weights", action="store_false",
                      help="record history, metrics and provenance only")

@@ -43,6 +43,7 @@ __all__ = [
     "SweepConfig",
     "clear_leads",
     "epochs_for_budget",
+    "leaders",
     "load_sweep",
     "main",
     "run_sweep",
@@ -102,7 +103,7 @@ class SweepConfig:
         if self.source == "recorded":
             from resnet_nb.runs import check_run_name
 
-            check_run_name("reference_run", self.reference_run)
+            check_run_name("reference_run", self.reference_run, kind="training")
         if self.source == "checkpoint" and not self.checkpoint:
             raise ParameterError(
                 "parameter checkpoint=None is invalid: source='checkpoint' needs the path of a "
@@ -303,21 +304,32 @@ def summarise(cells: Iterable[Mapping[str, Any]]) -> dict[tuple[str, int], dict[
     return summary
 
 
+def leaders(summary: Mapping[tuple[str, int], Mapping[str, Any]], budget: int) -> list[str]:
+    """The strategies at ``budget`` that the seeds cannot rank below the best, best first.
+
+    The best has the highest mean; another strategy is among the leaders when its
+    interval, mean +- one standard deviation over seeds, overlaps the best's. With
+    one seed (no standard deviation) every strategy is a leader: nothing is ranked.
+    """
+    rows = {s: v for (s, k), v in summary.items() if k == budget}
+    if len(rows) < 2:
+        raise ValueError(f"budget {budget} has fewer than two strategies in the sweep")
+    ranked = sorted(rows, key=lambda s: rows[s]["mean"], reverse=True)
+    if any(v["sd"] is None for v in rows.values()):
+        return ranked
+    low = rows[ranked[0]]["mean"] - rows[ranked[0]]["sd"]
+    return [s for s in ranked if rows[s]["mean"] + rows[s]["sd"] >= low]
+
+
 def clear_leads(
     summary: Mapping[tuple[str, int], Mapping[str, Any]], budget: int
 ) -> tuple[str, str, bool]:
     """(best, runner-up, clear) at ``budget``: clear when mean - sd of the best lies
     above mean + sd of every other strategy (the intervals do not overlap)."""
-    rows = {s: v for (s, k), v in summary.items() if k == budget}
-    if len(rows) < 2:
-        raise ValueError(f"budget {budget} has fewer than two strategies in the sweep")
-    ranked = sorted(rows, key=lambda s: rows[s]["mean"], reverse=True)
-    top = rows[ranked[0]]
-    if top["sd"] is None:
-        return ranked[0], ranked[1], False
-    low = top["mean"] - top["sd"]
-    clear = all(low > v["mean"] + (v["sd"] or 0.0) for s, v in rows.items() if s != ranked[0])
-    return ranked[0], ranked[1], clear
+    ranked = sorted((s for s, k in summary if k == budget),
+                    key=lambda s: summary[s, budget]["mean"], reverse=True)
+    group = leaders(summary, budget)
+    return ranked[0], ranked[1], group == [ranked[0]]
 
 
 def load_sweep(folder: str | Path) -> dict[str, Any]:
@@ -425,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config, opts = config_from_args(args)
         cells = run_sweep(config, opts.out, resume=opts.resume, overwrite=opts.overwrite,
-                          command=shlex.join([PROG, *args]))
+                          command=f"{PROG} {shlex.join(args)}")
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -114,6 +114,8 @@ def test_intro_run_times_and_download(built_book: Path) -> None:
     assert runs_table, "the reference-runs page has no table of the runs"
     for row in ext.recorded_runs(ROOT):
         assert row["name"] in runs_table.group(0) and row["commit"] in runs_table.group(0), row
+    for row in ext.recorded_sweeps(ROOT):
+        assert row["name"] in runs_page and row["commit"] in runs_page, row
 
 
 # ---------------------------------------------------------------- the browser check

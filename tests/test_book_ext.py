@@ -91,3 +91,14 @@ def test_reference_runs_table_reads_every_recorded_run() -> None:
     assert kept and all("sha256" in r["weights"] for r in kept)
     page = (ROOT / "book" / "reference_runs.md").read_text()
     assert "```{reference-runs}" in page
+
+
+def test_reference_runs_table_lists_every_recorded_sweep() -> None:
+    rows = ext.recorded_sweeps(ROOT)
+    folders = sorted(p.name for p in (ROOT / ext.REFERENCE_DIR).iterdir()
+                     if (p / "sweep.json").is_file())
+    assert folders and [r["name"] for r in rows] == folders
+    for row in rows:
+        results = json.loads((ROOT / ext.REFERENCE_DIR / row["name"] / "results.json").read_text())
+        assert row["wall_time_s"] == pytest.approx(sum(c["wall_time_s"] for c in results), abs=0.1)
+        assert row["commit"] != "?" and "python -m resnet_nb.sweep" in row["command"]

@@ -17,8 +17,9 @@ And additions:
   outputs the book renders), so the figures cannot drift from the chapters;
 - the ``reference-runs`` directive: a table of every recorded run under
   ``book/reference_runs`` (model, schedule, device, accuracy, wall time, commit, whether
-  its weights are kept) and the command of each, read from its ``metrics.json`` and
-  ``provenance.json`` at build time;
+  its weights are kept), a table of the recorded fine-tuning sweeps, and the command of
+  each, read from their ``metrics.json``/``sweep.json`` and ``provenance.json`` at build
+  time;
 - the ``notebooks-download`` directive and ``resnet-nb-notebooks.zip``: every chapter
   (``.ipynb`` and ``.py``), the package, ``pyproject.toml`` and the README in one zip,
   written into the HTML output at the end of the build.
@@ -167,6 +168,35 @@ def recorded_runs(srcdir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def recorded_sweeps(srcdir: Path) -> list[dict[str, Any]]:
+    """One row per recorded fine-tuning sweep (``sweep.json`` instead of ``metrics.json``)."""
+    from resnet_nb.report import display_path, portable_text
+    from resnet_nb.sweep import SWEEP, load_sweep
+
+    base = Path(srcdir) / REFERENCE_DIR
+    rows = []
+    for folder in sorted(p for p in base.iterdir() if (p / SWEEP).is_file()):
+        sweep = load_sweep(folder)
+        info, config = sweep["sweep"], sweep["sweep"]["config"]
+        test = info.get("test_images")
+        rows.append({
+            "name": folder.name,
+            "source": config.get("reference_run") if config.get("source") == "recorded"
+            else portable_text(str(info.get("source", "?"))),
+            "target": config["target"],
+            "grid": (f"{len(config['strategies'])} strategies x budgets "
+                     f"{', '.join(str(k) for k in config['budgets'])} x "
+                     f"{len(config['seeds'])} seeds"),
+            "test_images": f"{test:,}" if isinstance(test, int) else "?",
+            "device": info.get("device_name") or info.get("device"),
+            "wall_time_s": info.get("wall_time_s"),
+            "commit": (sweep["provenance"].get("commit") or "?")[:10],
+            "command": portable_text(info.get("command") or "?"),
+            "folder": display_path(folder.absolute()),
+        })
+    return rows
+
+
 class ReferenceRuns(Directive):
     """``{reference-runs}``: every recorded run, read from its files at build time."""
 
@@ -188,8 +218,23 @@ class ReferenceRuns(Directive):
         ]
         table = _table(["run", "model", "epochs x batch", "device", "test accuracy",
                         "wall time", "commit", "weights"], body)
+        sweeps = recorded_sweeps(srcdir)
+        for row in sweeps:
+            for name in ("sweep.json", "provenance.json"):
+                env.note_dependency(str(srcdir / REFERENCE_DIR / row["name"] / name))
+        out: list[nodes.Node] = [table]
+        if sweeps:
+            intro = nodes.paragraph(text=(
+                "Fine-tuning sweeps: every strategy at every label budget, over several "
+                "seeds (results.json holds every cell)."))
+            out += [intro, _table(
+                ["sweep", "from, to", "cells", "device", "wall time", "commit"],
+                [[r["name"], f"{r['source']}, {r['target']}",
+                  f"{r['grid']}; {r['test_images']} test images", r["device"],
+                  "-" if r["wall_time_s"] is None else format_duration(r["wall_time_s"]),
+                  r["commit"]] for r in sweeps])]
         commands = nodes.bullet_list()
-        for r in rows:
+        for r in rows + sweeps:
             item = nodes.list_item()
             para = nodes.paragraph()
             para += nodes.strong(text=r["name"])
@@ -197,7 +242,7 @@ class ReferenceRuns(Directive):
             para += nodes.literal(text=r["command"])
             item += para
             commands += item
-        return [table, commands]
+        return [*out, commands]
 
 
 # ------------------------------------------------------------------ the notebooks zip
