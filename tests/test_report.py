@@ -71,7 +71,8 @@ def test_reference_runs_carry_their_provenance() -> None:
 
 
 def test_time_to_accuracy_script_reads_a_recorded_run() -> None:
-    run = REFERENCE / sorted(p.name for p in REFERENCE.iterdir() if p.is_dir())[0]
+    runs = sorted(p.name for p in REFERENCE.iterdir() if (p / "metrics.json").is_file())
+    run = REFERENCE / runs[0]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "time_to_accuracy.py"), "--run", str(run),
          "--target", "0.5", "0.999"],
