@@ -114,7 +114,7 @@ from resnet_nb.train import (
     limit_train,
     resolve_device,
 )
-from resnet_nb.viz import use_book_style
+from resnet_nb.viz import budget_chart, use_book_style
 
 use_book_style()  # readable fonts; figures as SVG
 
@@ -565,18 +565,8 @@ display(Markdown(
 ))
 
 # %% mystnb={"figure": {"caption": "Test accuracy on the target against the number of labelled images per class, for every strategy (same source, same images, same test set, one seed).", "name": "fig-budgets"}, "image": {"alt": "A line chart with a logarithmic x axis of labelled images per class and test accuracy in percent on the y axis: one line with markers for each of the five strategies (scratch, linear probe, full, discriminative, gradual), one point per label budget."}}
-fig, ax = plt.subplots(figsize=(6.5, 4.2))
-for s in ft.STRATEGIES:
-    ax.plot(budgets, [acc[s, k] * 100 for k in budgets], marker="o",
-            label=s)
-ax.set_xscale("log")
-ax.set_xticks(budgets, [str(k) for k in budgets])
-ax.set_xlabel("labelled images per class")
-ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"{target}: from {src.architecture} ({source})")
-ax.grid(alpha=0.3)
-ax.legend(loc="best", framealpha=0.8)
-fig.tight_layout()
+budget_chart(budgets, {s: [acc[s, k] for k in budgets] for s in ft.STRATEGIES},
+             title=f"{target}: from {src.architecture} ({source})")
 plt.show()
 
 # %% [markdown]
@@ -668,22 +658,12 @@ display(Markdown(
 ))
 
 # %% mystnb={"figure": {"caption": "Test accuracy against labelled images per class from the recorded sweep cpu-finetune-sweep: the mean over seeds of every strategy, with bars of one standard deviation either side.", "name": "fig-budgets-recorded"}, "image": {"alt": "A line chart with a logarithmic x axis of labelled images per class and test accuracy in percent on the y axis: for each of the five strategies a line through the mean accuracy at each label budget, with error bars of one standard deviation over seeds."}}
-fig, ax = plt.subplots(figsize=(6.5, 4.2))
-for i, s in enumerate(sw_strategies):
-    shift = 1 + 0.03 * (i - (len(sw_strategies) - 1) / 2)  # keep bars apart
-    ax.errorbar([k * shift for k in sw_budgets],
-                [summary[s, k]["mean"] * 100 for k in sw_budgets],
-                yerr=[summary[s, k]["sd"] * 100 for k in sw_budgets],
-                marker="o", capsize=3, label=s)
-ax.set_xscale("log")
-ax.set_xticks(sw_budgets, [str(k) for k in sw_budgets])
-ax.minorticks_off()
-ax.set_xlabel("labelled images per class")
-ax.set_ylabel("test accuracy (%)")
-ax.set_title(f"{sw_config['target']}: recorded sweep, {n_seeds} seeds")
-ax.grid(alpha=0.3)
-ax.legend(loc="best", framealpha=0.8)
-fig.tight_layout()
+budget_chart(
+    sw_budgets,
+    {s: [summary[s, k]["mean"] for k in sw_budgets] for s in sw_strategies},
+    spread={s: [summary[s, k]["sd"] for k in sw_budgets]
+            for s in sw_strategies},
+    title=f"{sw_config['target']}: recorded sweep, {n_seeds} seeds")
 plt.show()
 
 # %% [markdown]

@@ -9,9 +9,11 @@ never has to shrink them), and renders inline figures as SVG with stable ids.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["BODY_TEXT_PX", "MIN_FONT_PT", "MAX_WIDTH_IN", "BOOK_RC", "use_book_style"]
+__all__ = ["BODY_TEXT_PX", "BOOK_RC", "MAX_WIDTH_IN", "MIN_FONT_PT", "budget_chart",
+           "use_book_style"]
 
 BODY_TEXT_PX = 16.0
 """Body text size of the book's HTML theme (sphinx-book-theme), in CSS pixels."""
@@ -59,3 +61,37 @@ def use_book_style(svg: bool = True) -> None:
     from matplotlib_inline.backend_inline import set_matplotlib_formats
 
     set_matplotlib_formats("svg", metadata={"Date": None})
+
+
+def budget_chart(
+    budgets: Sequence[int],
+    accuracy: Mapping[str, Sequence[float]],
+    *,
+    spread: Mapping[str, Sequence[float]] | None = None,
+    title: str = "",
+) -> Any:
+    """Test accuracy (%) against labelled images per class (log axis), a line a strategy.
+
+    ``accuracy`` maps each strategy to its accuracies (fractions), one per budget;
+    ``spread``, in the same shape, draws error bars of that size either side (the
+    standard deviation over seeds), with the strategies nudged apart so the bars do
+    not hide each other. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (name, values) in enumerate(accuracy.items()):
+        shift = 1.0 if spread is None else 1 + 0.03 * (i - (len(accuracy) - 1) / 2)
+        ax.errorbar([k * shift for k in budgets], [v * 100 for v in values],
+                    yerr=None if spread is None else [v * 100 for v in spread[name]],
+                    marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(list(budgets), [str(k) for k in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled images per class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", framealpha=0.8)
+    fig.tight_layout()
+    return fig

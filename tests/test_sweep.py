@@ -197,3 +197,23 @@ def test_an_unfinished_sweep_is_not_recorded(finished: tuple[Path, list[dict]],
     (half / RESULTS).write_text(json.dumps(cells[:3]))
     with pytest.raises(RunFolderError, match="3 of 8 cells.*--resume"):
         runs.record(half, tmp_path / "ref" / "half")
+
+
+def test_budget_chart_draws_a_line_per_strategy_with_its_bars() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from resnet_nb.viz import budget_chart
+
+    fig = budget_chart([10, 100], {"a": [0.5, 0.6], "b": [0.4, 0.7]},
+                       spread={"a": [0.01, 0.02], "b": [0.03, 0.04]}, title="t")
+    ax = fig.axes[0]
+    drawn = {c.get_label(): c for c in ax.containers}
+    assert sorted(drawn) == ["a", "b"] and all(c.has_yerr for c in drawn.values())
+    a, b = (drawn[name].lines[0] for name in ("a", "b"))
+    assert list(b.get_ydata()) == pytest.approx([40.0, 70.0])
+    # the two strategies are nudged apart on the log axis so their bars stay visible
+    assert a.get_xdata()[0] < 10 < b.get_xdata()[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    plain = budget_chart([10, 100], {"a": [0.5, 0.6]}).axes[0].containers[0]
+    assert not plain.has_yerr and list(plain.lines[0].get_xdata()) == [10, 100]
