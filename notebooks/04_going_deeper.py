@@ -80,6 +80,7 @@ from resnet_nb.models import build_model, count_parameters
 from resnet_nb.params import ParameterError, check_positive_int
 from resnet_nb.profiles import load_profile
 from resnet_nb.report import device_name, provenance, reference_runs
+from resnet_nb.runs import REFERENCE_RUNS, recorded_names
 from resnet_nb.train import (
     PAPER_STEP_SCHEDULE,
     TrainConfig,
@@ -105,6 +106,8 @@ seed = 0  # seeds weights, data order and augmentation
 train_limit = 2048  # training images (None: all 45,000)
 val_limit = 1000  # validation images (None: all 5,000)
 test_eval = False  # evaluate each network once on the 10,000 test images
+# recorded runs of the paper's schedule to draw: NAME-plain20, NAME-resnet56, ...
+paper_runs = "cpu-paper10"
 
 # %%
 DEPTHS = (20, 32, 44, 56, 110)
@@ -119,6 +122,17 @@ for d in depths:
             f"of {', '.join(map(str, DEPTHS))}"
         )
 depths = sorted(set(depths))
+PAPER_NETS = {f"{kind}{d}" for kind in ("plain", "resnet") for d in DEPTHS}
+paper_sets = sorted({
+    n.rpartition("-")[0] for n in recorded_names(kind="training")
+    if n.rpartition("-")[2] in PAPER_NETS
+})
+if paper_runs not in paper_sets:
+    raise ParameterError(
+        f"parameter paper_runs={paper_runs!r} is invalid: no recorded runs "
+        f"are named {paper_runs}-plain20, {paper_runs}-resnet20, ...; "
+        f"recorded sets: {', '.join(paper_sets) or 'none'}"
+    )
 names = [f"{kind}{d}" for kind in ("plain", "resnet") for d in depths]
 
 
@@ -379,17 +393,16 @@ else:
 # run); the cell below says by how much.
 
 # %%
-FIGURE_6 = {f"{kind}{d}" for kind in ("plain", "resnet") for d in DEPTHS}
 PAPER_TABLE_6 = {"resnet20": 8.75, "resnet32": 7.51, "resnet44": 7.17,
                  "resnet56": 6.97, "resnet110": 6.43}  # test error, %
-runs_root = Path("..") / "book" / "reference_runs"
-recorded = {}
-if runs_root.is_dir():
-    for run in reference_runs(runs_root):
-        config = run["metrics"].get("config", {})
-        paper = config.get("schedule") == "step"
-        if config.get("model") in FIGURE_6 and paper:
-            recorded[config["model"]] = run
+sets = {}  # every recorded set of the paper's schedule: {name: {network: run}}
+for run in reference_runs(REFERENCE_RUNS):
+    config = run["metrics"].get("config", {})
+    prefix, _, network = run["name"].rpartition("-")
+    if (network in PAPER_NETS and config.get("model") == network
+            and config.get("schedule") == "step"):
+        sets.setdefault(prefix, {})[network] = run
+recorded = sets.get(paper_runs, {})
 
 
 def iterations(run: dict) -> list[int]:
@@ -401,9 +414,10 @@ def iterations(run: dict) -> list[int]:
 
 
 if not recorded:
-    raise FileNotFoundError(
-        f"no recorded runs of the paper's step schedule in {runs_root}: "
-        "record them as the reference-runs page describes"
+    raise ParameterError(
+        f"parameter paper_runs={paper_runs!r} is invalid: its recorded runs "
+        "do not use the paper's step schedule; record them as the "
+        "reference-runs page describes"
     )
 total = {name: iterations(run)[-1] for name, run in recorded.items()}
 paper_total = PAPER_STEP_SCHEDULE["total_iterations"]
@@ -424,7 +438,7 @@ print(f"recorded on {device}; "
       f"iterations, 1/{paper_total / span[-1]:.0f} of the paper's "
       f"{paper_total:,}")
 
-# %% mystnb={"figure": {"caption": "The paper's Figure 6 redrawn from the recorded runs of its step schedule (reference runs cpu-paper-plain20, cpu-paper-plain56, cpu-paper-resnet20 and cpu-paper-resnet56, shortened by the factor printed above): training error (thin, on augmented images, averaged over each epoch) and validation error (bold) against iterations; plain networks on the left, ResNets on the right.", "name": "fig-figure6"}, "image": {"alt": "Two panels of error curves against iterations: on the left plain-20 and plain-56, on the right ResNet-20 and ResNet-56, each with a thin training-error line and a bold validation-error line."}}
+# %% mystnb={"figure": {"caption": "The paper's Figure 6 redrawn from the recorded runs of its step schedule (by default the reference runs cpu-paper10-plain20, cpu-paper10-plain56, cpu-paper10-resnet20 and cpu-paper10-resnet56, shortened by the factor printed above; the parameter paper_runs picks the set): training error (thin, on augmented images, averaged over each epoch) and validation error (bold) against iterations; plain networks on the left, ResNets on the right.", "name": "fig-figure6"}, "image": {"alt": "Two panels of error curves against iterations: on the left plain-20 and plain-56, on the right ResNet-20 and ResNet-56, each with a thin training-error line and a bold validation-error line."}}
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.8), sharey=True)
 for ax, kind in zip(axes, ("plain", "resnet")):
     for name, run in sorted(recorded.items()):
@@ -503,7 +517,53 @@ words.append(
        "level, is what they can check." if above and all(above) else
        ": compare the ordering, not the level.")
 )
-display(Markdown(" ".join(words) + "\n\n" + "\n".join(table)))
+display(Markdown(" ".join(w.strip() for w in words) + "\n\n"
+                 + "\n".join(table)))
+
+# %% [markdown]
+# ### Longer schedules
+#
+# Where runs of the paper's schedule are recorded at more than one length,
+# the table below sets them side by side: the final training error of each
+# network after each length, so you can see which gaps a longer schedule
+# closes and which it widens.
+
+# %%
+lengths = {prefix: max(iterations(r)[-1] for r in runs.values())
+           for prefix, runs in sets.items()}
+order = sorted(sets, key=lengths.get)
+def depth_of(network: str) -> int:
+    return int("".join(c for c in network if c.isdigit()))
+
+
+nets = [n for n in sorted(PAPER_NETS, key=lambda n: (n[0] == "r", depth_of(n)))
+        if all(n in sets[p] for p in order)]
+rows = [f"| runs | iterations | {' | '.join(nets)} |",
+        "| --- | ---: |" + " ---: |" * len(nets)]
+for p in order:
+    rows.append(f"| {p} | {lengths[p]:,} | " + " | ".join(
+        f"{1 - sets[p][n]['history'][-1]['train_acc']:.1%}" for n in nets) + " |")
+
+
+def gap(p: str, deep: str, shallow: str) -> float:
+    """Final training error of ``deep`` minus ``shallow`` in set ``p`` (points)."""
+    return 100 * (sets[p][shallow]["history"][-1]["train_acc"]
+                  - sets[p][deep]["history"][-1]["train_acc"])
+
+
+said = []
+if len(order) > 1:
+    short, long = order[0], order[-1]
+    for deep, shallow in (("plain56", "plain20"), ("resnet56", "resnet20")):
+        if deep in nets and shallow in nets:
+            a, b = gap(short, deep, shallow), gap(long, deep, shallow)
+            said.append(
+                f"{deep} minus {shallow} in training error: {a:+.1f} points "
+                f"after {lengths[short]:,} iterations, {b:+.1f} after "
+                f"{lengths[long]:,}.")
+display(Markdown("\n".join(rows) + "\n\nFinal training error of every "
+                 "recorded run of the paper's schedule, by length. "
+                 + " ".join(said)))
 
 # %% [markdown]
 # ## Summary

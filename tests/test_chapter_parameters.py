@@ -58,6 +58,7 @@ BAD = [
     ("03_training", "tutorial_recipe", "yes", ["True or False"]),
     ("03_training", "reference_run", "cpu-resnet20", ["recorded runs:", "cpu-resnet20-strong"]),
     ("04_going_deeper", "depths", [20, 57], ["20, 32, 44, 56, 110"]),
+    ("04_going_deeper", "paper_runs", "cpu-paper5", ["recorded sets:", "cpu-paper"]),
     ("04_going_deeper", "depths", 56, ["a list"]),
     ("04_going_deeper", "epochs", -3, ["positive integer"]),
     ("04_going_deeper", "batch_size", 0, ["positive integer"]),
