@@ -106,7 +106,7 @@ seed = 0  # seeds weights, data order and augmentation
 train_limit = 2048  # training images (None: all 45,000)
 val_limit = 1000  # validation images (None: all 5,000)
 test_eval = False  # evaluate each network once on the 10,000 test images
-# recorded runs of the paper's schedule to draw: NAME-plain20, NAME-resnet56, ...
+# recorded runs of the paper's schedule to draw: NAME-plain20, NAME-resnet56
 paper_runs = "cpu-paper10"
 
 # %%
@@ -541,12 +541,13 @@ nets = [n for n in sorted(PAPER_NETS, key=lambda n: (n[0] == "r", depth_of(n)))
 rows = [f"| runs | iterations | {' | '.join(nets)} |",
         "| --- | ---: |" + " ---: |" * len(nets)]
 for p in order:
-    rows.append(f"| {p} | {lengths[p]:,} | " + " | ".join(
-        f"{1 - sets[p][n]['history'][-1]['train_acc']:.1%}" for n in nets) + " |")
+    errors = [1 - sets[p][n]["history"][-1]["train_acc"] for n in nets]
+    rows.append(f"| {p} | {lengths[p]:,} | "
+                + " | ".join(f"{e:.1%}" for e in errors) + " |")
 
 
 def gap(p: str, deep: str, shallow: str) -> float:
-    """Final training error of ``deep`` minus ``shallow`` in set ``p`` (points)."""
+    """Final training error of ``deep`` minus ``shallow`` in ``p``, points."""
     return 100 * (sets[p][shallow]["history"][-1]["train_acc"]
                   - sets[p][deep]["history"][-1]["train_acc"])
 
