@@ -130,9 +130,13 @@ def _data_record(metrics: dict[str, Any], data_file: Any) -> dict:
         record["file"] = display_path(os.path.abspath(files[0]))
         record["sha256"] = sha256_file(files[0])
     elif files:
-        record["files"] = [{"file": display_path(os.path.abspath(f)), "sha256": sha256_file(f)}
-                           for f in files]
+        record["files"] = _file_records(files)
     return record
+
+
+def _file_records(files: list[Any]) -> list[dict[str, str]]:
+    """Each file's portable path and sha256."""
+    return [{"file": display_path(os.path.abspath(f)), "sha256": sha256_file(f)} for f in files]
 
 
 def _portable_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -283,8 +287,7 @@ def _record_sweep(folder: str | os.PathLike[str], dest: Path, *, data_files: lis
         "source": info.get("source"),
         "data": {
             "source": config.get("target"),
-            "files": [{"file": display_path(os.path.abspath(f)), "sha256": sha256_file(f)}
-                      for f in data_files],
+            "files": _file_records(data_files),
         },
         "command": info.get("command"),
         "cells": len(sweep["results"]),

@@ -281,9 +281,12 @@ class RunFolder:
     run and neither ``resume`` nor ``overwrite`` was asked for.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, option: str = "out") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, option: str = "out", what: str = "run",
+                 files: tuple[str, ...] = (CHECKPOINT, HISTORY, METRICS)) -> None:
         self.path = Path(path)
         self.option = option
+        self.what = what  # the word the messages use: "run", "sweep"
+        self.files = files  # what a run writes here; a resume starts from the first
 
     @property
     def checkpoint(self) -> Path:
@@ -291,24 +294,24 @@ class RunFolder:
 
     def holds_run(self) -> bool:
         """Whether a finished or partial run is already here."""
-        return any((self.path / name).exists() for name in (CHECKPOINT, HISTORY, METRICS))
+        return any((self.path / name).exists() for name in self.files)
 
     def prepare(self, *, resume: bool, overwrite: bool, needed_bytes: int) -> bool:
         """Check the folder and create it; return whether there is a run to resume."""
         self._check_usable()
         self.clean_temporary_files()
-        if resume and not self.checkpoint.exists():
+        if resume and not (self.path / self.files[0]).exists():
             raise RunFolderError(
-                f"--resume: there is no run to resume in {self.option}={self.path} "
-                f"(no {CHECKPOINT}); drop --resume to start a new run there"
+                f"--resume: there is no {self.what} to resume in {self.option}={self.path} "
+                f"(no {self.files[0]}); drop --resume to start a new {self.what} there"
             )
         if self.holds_run() and not resume:
             if not overwrite:
                 raise RunFolderError(
-                    f"{self.option}={self.path} already holds a run: continue it with "
-                    "--resume, choose a new --out folder, or replace it with --overwrite"
+                    f"{self.option}={self.path} already holds a {self.what}: continue it "
+                    "with --resume, choose a new --out folder, or replace it with --overwrite"
                 )
-            for name in (CHECKPOINT, HISTORY, METRICS):
+            for name in self.files:
                 (self.path / name).unlink(missing_ok=True)
         self.check_room(needed_bytes)
         return resume

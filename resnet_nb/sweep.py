@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from resnet_nb import finetune as ft
-from resnet_nb.errors import ParameterError, ResnetNbError, RunFolderError
+from resnet_nb.errors import ParameterError, ResnetNbError
 from resnet_nb.params import check_choice, check_positive_float, check_positive_int
 from resnet_nb.report import display_path, portable_text
-from resnet_nb.state import atomic_json
+from resnet_nb.state import RunFolder, atomic_json
 
 __all__ = [
     "PEAK_LRS",
@@ -167,25 +167,12 @@ def _load_source(config: SweepConfig) -> ft.Source:
 
 
 def _prepare(out: Path, config: SweepConfig, *, resume: bool, overwrite: bool) -> list[dict]:
-    """Check the sweep folder; return the cells already measured (resume)."""
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"out={display_path(out)} is a file: give a folder for the sweep")
-    held = out / SWEEP
-    if not held.is_file():
-        if resume:
-            raise RunFolderError(
-                f"out={display_path(out)} holds no sweep to resume: drop --resume to start one"
-            )
+    """Check the sweep folder (:class:`resnet_nb.state.RunFolder`); return the cells
+    already measured when resuming."""
+    folder = RunFolder(out, what="sweep", files=(SWEEP, RESULTS))
+    if not folder.prepare(resume=resume, overwrite=overwrite, needed_bytes=1_000_000):
         return []
-    if overwrite:
-        (out / RESULTS).unlink(missing_ok=True)
-        return []
-    if not resume:
-        raise RunFolderError(
-            f"out={display_path(out)} already holds a sweep: continue it with --resume, "
-            "replace it with --overwrite, or give another --out"
-        )
-    saved = json.loads(held.read_text())["config"]
+    saved = json.loads((out / SWEEP).read_text())["config"]
     now = dataclasses.asdict(config)
     changed = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
     if changed:
